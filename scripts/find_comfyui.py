@@ -23,7 +23,8 @@ import os
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+# abspath, not resolve(): a clone symlinked into custom_nodes/ counts where the link sits
+REPO = Path(os.path.abspath(__file__)).parent.parent
 
 CLONE_HINT = (
     "Get ComfyUI (needs internet) with:\n"
@@ -52,7 +53,8 @@ def candidates(repo: Path = REPO, environ=os.environ) -> list[tuple[str, Path]]:
     for base in (Path(os.path.abspath(repo)), Path(repo).resolve()):
         if base.parent.name == "custom_nodes":
             found.append(("the ComfyUI this pack is installed in", base.parent.parent))
-    found.append(("~/ComfyUI", Path.home() / "ComfyUI"))
+    home = environ.get("HOME") or str(Path.home())
+    found.append(("~/ComfyUI", Path(home).expanduser() / "ComfyUI"))
     return found
 
 
