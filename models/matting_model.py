@@ -1,0 +1,139 @@
+"""SDMatte / LiteSDMatte as one module: image + prompt -> alpha in a single UNet pass."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .architecture import NUM_POINT_COORDS, MattingArchitecture
+from .attention import MaterializedAttnProcessor, PromptBiasAttnProcessor, prompt_attention_bias
+from .autoencoder import build_autoencoder
+from .text import CaptionEmbedder
+from .unet import MattingUNet
+
+KINDS = ("point", "box", "mask", "trimap", "auto")
+MASKED_KINDS = ("point", "box", "mask")  # trimap and automatic prompts attend everywhere
+LATENT_STRIDE = 8
+
+
+class MattingModel(nn.Module):
+    """``alpha = model(image, prompt_map, coords, kind, transparent, caption=None)``.
+
+    Submodules ``unet`` and ``vae`` carry the checkpoint's ``unet.``/``vae.`` tensors. The caption
+    embedder (``text_encoder.`` tensors) is kept beside the module, on the CPU: moving the model
+    to the compute device moves only what inference runs there.
+    """
+
+    def __init__(self, arch: MattingArchitecture, captions: CaptionEmbedder | None = None):
+        super().__init__()
+        self.arch = arch
+        self.family = arch.family
+        self.unet = MattingUNet(arch.unet)
+        self.vae = build_autoencoder(arch.vae)
+        self.captions = captions
+        width = arch.text_encoder.hidden_size
+        length = arch.text_encoder.max_position_embeddings
+        # The empty caption's embedding (token ids are fixed), filled in by the loader.
+        self.register_buffer("empty_caption", torch.zeros(1, length, width), persistent=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.unet.conv_in.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.unet.conv_in.weight.dtype
+
+    @property
+    def vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def use_reference_attention(self, enabled: bool = True) -> None:
+        """Switch to the authors' materialised attention scores (for benchmarks and checks)."""
+        self.unet.set_attention_processor(MaterializedAttnProcessor() if enabled else PromptBiasAttnProcessor())
+
+    def caption_embedding(self, caption: str | None, batch: int) -> torch.Tensor:
+        if caption:
+            if self.captions is None:
+                raise ValueError("this model was loaded without its text encoder: captions are unavailable")
+            embedding = self.captions(caption)
+        else:
+            embedding = self.empty_caption
+        return embedding.to(self.device, self.dtype).expand(batch, -1, -1)
+
+    def _check_inputs(self, image, prompt_map, coords, kind, transparent) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown prompt kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be (B, 3, H, W) RGB, got {tuple(image.shape)}")
+        batch, _, height, width = image.shape
+        if height % LATENT_STRIDE or width % LATENT_STRIDE or height < LATENT_STRIDE or width < LATENT_STRIDE:
+            raise ValueError(f"image height and width must be positive multiples of 8, got {height}x{width}")
+        if tuple(prompt_map.shape) != (batch, 1, height, width):
+            raise ValueError(f"prompt_map must be {(batch, 1, height, width)}, got {tuple(prompt_map.shape)}")
+        expected = NUM_POINT_COORDS if kind == "point" else 4
+        if tuple(coords.shape) != (batch, expected):
+            raise ValueError(f"coords for kind {kind!r} must be {(batch, expected)}, got {tuple(coords.shape)}")
+        if tuple(transparent.shape) != (batch,):
+            raise ValueError(f"transparent must be ({batch},), got {tuple(transparent.shape)}")
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        image: torch.Tensor,
+        prompt_map: torch.Tensor,
+        coords: torch.Tensor,
+        kind: str,
+        transparent: torch.Tensor,
+        caption: str | None = None,
+    ) -> torch.Tensor:
+        """
+        image: (B, 3, H, W) RGB in [0, 1]; H, W multiples of 8.
+        prompt_map: (B, 1, H, W) in [0, 1].
+        coords: (B, 20) normalised clicks for kind "point", else (B, 4) normalised box.
+        kind: "point", "box", "mask", "trimap" or "auto".
+        transparent: (B,) bool, the opacity flag.
+        Returns alpha (B, 1, H, W) in [0, 1] on ``image``'s device.
+        """
+        self._check_inputs(image, prompt_map, coords, kind, transparent)
+        out_device, out_dtype = image.device, image.dtype
+        device, batch = self.device, image.shape[0]
+        image = image.to(device, self.vae_dtype)
+        prompt_map = prompt_map.to(device, self.vae_dtype)
+
+        # One encoder pass for the image and its prompt map (3-channel, like an image).
+        latents = self.vae.encode_scaled(torch.cat([image, prompt_map.expand(-1, 3, -1, -1)]))
+        latents = torch.cat(latents.split(batch), dim=1).to(self.dtype)
+
+        condition = self.unet.condition(transparent.to(device), coords.to(device), self.dtype)
+        bias = prompt_attention_bias(prompt_map, self.dtype) if kind in MASKED_KINDS else None
+        alpha_latent = self.unet(latents, condition, self.caption_embedding(caption, batch), bias)
+        alpha = self.vae.decode_matte(alpha_latent.to(self.vae_dtype))
+        return alpha.to(out_device, out_dtype if out_dtype.is_floating_point else torch.float32)
+
+    def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
+        """Working memory of one forward pass at (batch, height, width), weights excluded.
+
+        Derived from where the activations peak: the autoencoder's full-resolution stage keeps
+        about six maps of its widest full-resolution width alive (resnet input, normed, conv
+        output, skip, and the upsampled input of the previous stage); the encoder runs on image +
+        prompt map (2B). The UNet keeps its skip connections (3 per level) plus a working set,
+        about 24 maps of its first-level width at the latent grid, and fused attention needs no
+        (tokens x tokens) matrix. A 25 % margin covers allocator slack.
+        """
+        pixels = height * width
+        vae_width = self._vae_full_resolution_width()
+        vae_bytes = 2 * batch * pixels * vae_width * 6 * _itemsize(self.vae_dtype)
+        latent_pixels = pixels // (LATENT_STRIDE * LATENT_STRIDE)
+        unet_bytes = batch * latent_pixels * self.arch.unet.block_out_channels[0] * 24 * _itemsize(self.dtype)
+        return int((vae_bytes + unet_bytes) * 1.25)
+
+    def _vae_full_resolution_width(self) -> int:
+        vae = self.arch.vae
+        if hasattr(vae, "block_out_channels"):
+            return max(vae.block_out_channels[:2])
+        return max(vae.encoder_block_out_channels[0], vae.decoder_block_out_channels[-1])
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
