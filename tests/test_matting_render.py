@@ -146,15 +146,15 @@ def test_points_scale_from_source_to_working_size(M):
 
 
 def test_ten_points_at_1024_render_fast(M):
-    p = M.Prompt.from_points([(100 * i + 7, 90 * i + 3) for i in range(10)], source_size=(1024, 1024))
+    p = M.Prompt.from_points([(90 * i + 60, 80 * i + 100) for i in range(10)], source_size=(1024, 1024))
     M.render_prompt(p, (1024, 1024))  # warm up
     t = time.perf_counter()
     pmap, coords = M.render_prompt(p, (1024, 1024))
     assert time.perf_counter() - t < 3.0  # ~0.02 s on an idle core; generous for busy CI machines
     assert coords.shape == (20,) and (coords > 0).all()
-    # every click is a peak of the map
+    # every click (away from the border, where reflection moves the peak) is a peak of the map
     for i in range(10):
-        assert float(pmap[0, 90 * i + 3, 100 * i + 7]) == pytest.approx(1.0)
+        assert float(pmap[0, 80 * i + 100, 90 * i + 60]) == pytest.approx(1.0)
 
 
 def test_box_scaled_to_a_smaller_working_size(M):
