@@ -1,0 +1,443 @@
+// Builds the example workflows in workflows/ with the REAL frontend, so that the files are
+// exactly what ComfyUI itself saves (UI format, loadable by drag and drop and listed as
+// templates of the pack). Run against a server that has PromptMatte loaded:
+//
+//   node tests/browser/make_workflows.mjs http://127.0.0.1:8188 [out_dir]
+//
+// Nodes of third-party packs (not installed on the server) are added as raw serialised
+// nodes with the inputs, outputs and widget values read from that pack's source.
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { launch, openComfy, log } from "./lib.mjs";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const url = process.argv[2];
+const outDir = process.argv[3] || path.resolve(here, "../../workflows");
+if (!url) {
+  console.error("usage: node make_workflows.mjs <comfyui url> [out dir]");
+  process.exit(2);
+}
+
+// Example clicks for ComfyUI's own input/example.png (768×768: a girl in a pink dress).
+const EXAMPLE_POINTS = { points: [{ x: 380, y: 470 }, { x: 378, y: 262 }, { x: 560, y: 356 }], box: null };
+const EXAMPLE_BOX = { points: [], box: [150, 40, 640, 768] };
+const COL = 330;
+
+const weightsNote = (extra) =>
+  [
+    "PromptMatte example workflow.",
+    "",
+    "Weights: an SDMatte checkpoint in ComfyUI/models/sdmatte/ — SDMatte.pth, SDMatte_plus.pth (SDMatte*) or",
+    "LiteSDMatte.pth from the authors (LongfeiHuang/SDMatte, LongfeiHuang/LiteSDMatte on Hugging Face).",
+    "'Load SDMatte Model' lists them and downloads them on first use.",
+    ...(extra ? ["", ...extra] : []),
+  ].join("\n");
+
+const EDITOR_HELP = [
+  "Matte Prompt Editor: the image shows in the node as soon as Load Image has one (otherwise after a run).",
+  "Left click = add a point (numbered, at most 10) · drag = draw / move the box · right click or",
+  "shift-click = remove the nearest point · Clear = start again. With a box, matting uses the box.",
+  "After a run the matte is tinted over the image: click where it is still wrong and run again.",
+];
+
+const WORKFLOWS = [
+  {
+    file: "01_click_matting.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      {
+        id: "editor",
+        type: "PromptMatteEditor",
+        pos: [COL, 0],
+        size: [420, 520],
+        widgets: { editor_state: JSON.stringify(EXAMPLE_POINTS) },
+      },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 450, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL + 450, 360], widgets: { background: "transparent" } },
+      { id: "save", type: "SaveImage", pos: [COL + 780, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/cutout" } },
+    ],
+    links: [
+      ["load", "IMAGE", "editor", "image"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["editor", "prompt", "apply", "prompt"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 560],
+      size: [760, 200],
+      text: weightsNote([
+        "Click matting: Load Image → Matte Prompt Editor → SDMatte Matting → Matte Composite → Save Image",
+        "(a transparent PNG cut-out from the 'rgba' output).",
+        ...EDITOR_HELP,
+      ]),
+    },
+  },
+  {
+    file: "02_box_matting_color_background.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte_plus.pth" } },
+      {
+        id: "editor",
+        type: "PromptMatteEditor",
+        pos: [COL, 0],
+        size: [420, 520],
+        widgets: { editor_state: JSON.stringify(EXAMPLE_BOX) },
+      },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 450, 0] },
+      {
+        id: "comp",
+        type: "PromptMatteComposite",
+        pos: [COL + 450, 360],
+        widgets: { background: "color", color: "#2f6bff" },
+      },
+      { id: "save", type: "SaveImage", pos: [COL + 780, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/box_on_color" } },
+    ],
+    links: [
+      ["load", "IMAGE", "editor", "image"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["editor", "prompt", "apply", "prompt"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "image", "save", "images"],
+    ],
+    note: {
+      pos: [0, 560],
+      size: [760, 200],
+      text: weightsNote([
+        "Box matting on a coloured background: drag a box around the subject in the Matte Prompt Editor;",
+        "Matte Composite puts the subject on the colour set in 'color' (background = color).",
+        ...EDITOR_HELP,
+      ]),
+    },
+  },
+  {
+    file: "03a_mask_prompt_segment_anything.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      { id: "mask", type: "PromptMatteMask", pos: [COL + 330, 0] },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 600, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL + 600, 360] },
+      { id: "save", type: "SaveImage", pos: [COL + 930, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/sam_mask" } },
+    ],
+    // storyicon/comfyui_segment_anything (facts read from its node.py): node types
+    // "SAMModelLoader (segment anything)", "GroundingDinoModelLoader (segment anything)",
+    // "GroundingDinoSAMSegment (segment anything)" (inputs sam_model, grounding_dino_model,
+    // image, prompt, threshold; outputs IMAGE, MASK).
+    external: [
+      {
+        id: "sam",
+        type: "SAMModelLoader (segment anything)",
+        pos: [COL, 0],
+        size: [300, 60],
+        inputs: [],
+        outputs: [{ name: "SAM_MODEL", type: "SAM_MODEL" }],
+        widgets_values: ["sam_vit_h (2.56GB)"],
+        cnr_id: "comfyui_segment_anything",
+      },
+      {
+        id: "dino",
+        type: "GroundingDinoModelLoader (segment anything)",
+        pos: [COL, 110],
+        size: [300, 60],
+        inputs: [],
+        outputs: [{ name: "GROUNDING_DINO_MODEL", type: "GROUNDING_DINO_MODEL" }],
+        widgets_values: ["GroundingDINO_SwinT_OGC (694MB)"],
+        cnr_id: "comfyui_segment_anything",
+      },
+      {
+        id: "seg",
+        type: "GroundingDinoSAMSegment (segment anything)",
+        pos: [COL, 220],
+        size: [300, 130],
+        inputs: [
+          { name: "sam_model", type: "SAM_MODEL" },
+          { name: "grounding_dino_model", type: "GROUNDING_DINO_MODEL" },
+          { name: "image", type: "IMAGE" },
+        ],
+        outputs: [
+          { name: "IMAGE", type: "IMAGE" },
+          { name: "MASK", type: "MASK" },
+        ],
+        widgets_values: ["person", 0.3],
+        cnr_id: "comfyui_segment_anything",
+      },
+    ],
+    links: [
+      ["sam", "SAM_MODEL", "seg", "sam_model"],
+      ["dino", "GROUNDING_DINO_MODEL", "seg", "grounding_dino_model"],
+      ["load", "IMAGE", "seg", "image"],
+      ["seg", "MASK", "mask", "mask"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["mask", "prompt", "apply", "prompt"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 560],
+      size: [760, 220],
+      text: weightsNote([
+        "Needs the custom-node pack 'comfyui_segment_anything' by storyicon (GroundingDINO + SAM),",
+        "installed e.g. with ComfyUI-Manager. Its weights: a SAM checkpoint in models/sams (sam_vit_h 2.56 GB,",
+        "or sam_vit_b / mobile_sam for less memory), GroundingDINO_SwinT_OGC in models/grounding-dino and",
+        "bert-base-uncased (models/bert-base-uncased or the transformers cache); the pack downloads them.",
+        "The text prompt ('person') picks the subject; its rough MASK becomes the SDMatte mask prompt.",
+      ]),
+    },
+  },
+  {
+    file: "03b_mask_prompt_painted_mask.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      { id: "mask", type: "PromptMatteMask", pos: [COL, 0] },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 270, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL + 270, 360] },
+      { id: "save", type: "SaveImage", pos: [COL + 600, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/painted_mask" } },
+    ],
+    links: [
+      ["load", "MASK", "mask", "mask"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["mask", "prompt", "apply", "prompt"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 560],
+      size: [760, 180],
+      text: weightsNote([
+        "Core nodes only: right-click Load Image → 'Open in MaskEditor' and paint roughly over the subject,",
+        "then Save. The painted area is Load Image's MASK output; 'Matte Prompt: Mask' turns it into the",
+        "SDMatte mask prompt (an empty mask gives a clear error: paint first).",
+      ]),
+    },
+  },
+  {
+    file: "04_trimap_from_rough_mask.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      { id: "trimap", type: "PromptMatteTrimap", pos: [COL, 0], widgets: { erode: 12, dilate: 12 } },
+      { id: "tview", type: "MaskToImage", pos: [COL, 200] },
+      { id: "tprev", type: "PreviewImage", pos: [COL, 290], size: [260, 300] },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 290, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL + 290, 360] },
+      { id: "save", type: "SaveImage", pos: [COL + 620, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/trimap" } },
+    ],
+    links: [
+      ["load", "MASK", "trimap", "mask"],
+      ["trimap", "trimap", "tview", "mask"],
+      ["tview", "IMAGE", "tprev", "images"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["trimap", "prompt", "apply", "prompt"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 620],
+      size: [760, 180],
+      text: weightsNote([
+        "Trimap matting from a rough mask (core nodes only): paint the subject roughly in Load Image's",
+        "MaskEditor. 'Matte Prompt: Trimap' erodes it (sure subject) and dilates it (sure background); the",
+        "band between is 'unknown' for SDMatte to solve. The preview shows the trimap (white / grey / black).",
+      ]),
+    },
+  },
+  {
+    file: "05_background_replacement_inpainting.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      {
+        id: "editor",
+        type: "PromptMatteEditor",
+        pos: [COL, 0],
+        size: [420, 520],
+        widgets: { editor_state: JSON.stringify(EXAMPLE_POINTS) },
+      },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 450, 0] },
+      { id: "grow", type: "GrowMask", pos: [COL + 780, 0], widgets: { expand: 6, tapered_corners: true } },
+      { id: "invert", type: "InvertMask", pos: [COL + 780, 120] },
+      { id: "ckpt", type: "CheckpointLoaderSimple", pos: [COL + 780, 220], widgets: { ckpt_name: "sd-v1-5-inpainting.ckpt" } },
+      {
+        id: "pos",
+        type: "CLIPTextEncode",
+        pos: [COL + 1110, 0],
+        size: [400, 160],
+        widgets: { text: "a sunny beach with palm trees, blue sky, soft light, photo" },
+      },
+      {
+        id: "neg",
+        type: "CLIPTextEncode",
+        pos: [COL + 1110, 200],
+        size: [400, 120],
+        widgets: { text: "person, people, text, watermark, blurry" },
+      },
+      { id: "encode", type: "VAEEncodeForInpaint", pos: [COL + 1110, 360], widgets: { grow_mask_by: 6 } },
+      {
+        id: "sampler",
+        type: "KSampler",
+        pos: [COL + 1540, 0],
+        widgets: { seed: 42, control_after_generate: "fixed", steps: 25, cfg: 7, denoise: 1 },
+      },
+      { id: "decode", type: "VAEDecode", pos: [COL + 1540, 330] },
+      {
+        id: "comp",
+        type: "PromptMatteComposite",
+        pos: [COL + 1540, 430],
+        widgets: { background: "image" },
+      },
+      { id: "save", type: "SaveImage", pos: [COL + 1870, 0], size: [360, 400], widgets: { filename_prefix: "PromptMatte/new_background" } },
+    ],
+    links: [
+      ["load", "IMAGE", "editor", "image"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["editor", "prompt", "apply", "prompt"],
+      ["apply", "alpha", "grow", "mask"],
+      ["grow", "MASK", "invert", "mask"],
+      ["ckpt", "CLIP", "pos", "clip"],
+      ["ckpt", "CLIP", "neg", "clip"],
+      ["load", "IMAGE", "encode", "pixels"],
+      ["ckpt", "VAE", "encode", "vae"],
+      ["invert", "MASK", "encode", "mask"],
+      ["ckpt", "MODEL", "sampler", "model"],
+      ["pos", "CONDITIONING", "sampler", "positive"],
+      ["neg", "CONDITIONING", "sampler", "negative"],
+      ["encode", "LATENT", "sampler", "latent_image"],
+      ["sampler", "LATENT", "decode", "samples"],
+      ["ckpt", "VAE", "decode", "vae"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["decode", "IMAGE", "comp", "background_image"],
+      ["comp", "image", "save", "images"],
+    ],
+    note: {
+      pos: [0, 600],
+      size: [760, 240],
+      text: weightsNote([
+        "Also needs an SD inpainting checkpoint in models/checkpoints, e.g. sd-v1-5-inpainting.ckpt",
+        "(Stable Diffusion 1.5 inpainting) or 512-inpainting-ema.safetensors (SD 2 inpainting): pick yours in",
+        "Load Checkpoint. The alpha is grown (GrowMask) and inverted (InvertMask) into the inpaint mask, so",
+        "everything but the subject (plus a small margin) is repainted from the text prompt; Matte Composite",
+        "then puts the matted subject back over the new background with its soft edges.",
+        "Core nodes only (+ PromptMatte).",
+      ]),
+    },
+  },
+];
+
+async function build(page, wf) {
+  return await page.evaluate((wf) => {
+    const { app, LiteGraph } = window;
+    app.graph.clear();
+    const ids = {};
+    const byKey = {};
+    for (const spec of wf.nodes) {
+      const node = LiteGraph.createNode(spec.type);
+      if (!node) throw new Error("unknown node type " + spec.type);
+      node.pos = spec.pos.slice();
+      app.graph.add(node);
+      for (const [name, value] of Object.entries(spec.widgets || {})) {
+        const w = node.widgets?.find((x) => x.name === name);
+        if (!w) throw new Error(`${spec.type} has no widget ${name}`);
+        w.value = value;
+      }
+      if (spec.size) node.setSize(spec.size.slice());
+      ids[spec.id] = node.id;
+      byKey[spec.id] = node;
+    }
+    const note = LiteGraph.createNode("Note");
+    note.pos = wf.note.pos.slice();
+    app.graph.add(note);
+    note.widgets[0].value = wf.note.text;
+    note.setSize(wf.note.size.slice());
+    note.title = "Read me: what this workflow needs";
+
+    const external = new Set((wf.external || []).map((e) => e.id));
+    for (const [from, out, to, inp] of wf.links) {
+      if (external.has(from) || external.has(to)) continue;
+      const a = byKey[from];
+      const b = byKey[to];
+      const oi = a.outputs.findIndex((o) => o.name === out);
+      const ii = b.inputs.findIndex((i) => i.name === inp);
+      if (oi < 0) throw new Error(`${a.type} has no output ${out}`);
+      if (ii < 0) throw new Error(`${b.type} has no input ${inp}`);
+      if (!a.connect(oi, b, ii)) throw new Error(`could not connect ${from}.${out} -> ${to}.${inp}`);
+    }
+    return { ids, graph: app.graph.serialize() };
+  }, wf);
+}
+
+// Add nodes of packs that are not installed, as ComfyUI would save them.
+function addExternal(graph, wf, ids) {
+  if (!wf.external?.length) return graph;
+  let nextNode = graph.last_node_id;
+  let nextLink = graph.last_link_id;
+  const nodes = new Map(graph.nodes.map((n) => [n.id, n]));
+  for (const e of wf.external) {
+    const id = ++nextNode;
+    ids[e.id] = id;
+    const node = {
+      id,
+      type: e.type,
+      pos: e.pos,
+      size: e.size,
+      flags: {},
+      order: 0,
+      mode: 0,
+      inputs: e.inputs.map((i) => ({ name: i.name, type: i.type, link: null })),
+      outputs: e.outputs.map((o, slot) => ({ name: o.name, type: o.type, links: [], slot_index: slot })),
+      properties: { "Node name for S&R": e.type, cnr_id: e.cnr_id },
+      widgets_values: e.widgets_values,
+    };
+    graph.nodes.push(node);
+    nodes.set(id, node);
+  }
+  const externalIds = new Set(wf.external.map((e) => e.id));
+  for (const [from, out, to, inp] of wf.links) {
+    if (!externalIds.has(from) && !externalIds.has(to)) continue;
+    const a = nodes.get(ids[from]);
+    const b = nodes.get(ids[to]);
+    const oi = a.outputs.findIndex((o) => o.name === out);
+    const ii = b.inputs.findIndex((i) => i.name === inp);
+    if (oi < 0 || ii < 0) throw new Error(`bad external link ${from}.${out} -> ${to}.${inp}`);
+    const type = a.outputs[oi].type;
+    const linkId = ++nextLink;
+    graph.links.push([linkId, a.id, oi, b.id, ii, type]);
+    a.outputs[oi].links = [...(a.outputs[oi].links || []), linkId];
+    b.inputs[ii].link = linkId;
+  }
+  graph.last_node_id = nextNode;
+  graph.last_link_id = nextLink;
+  return graph;
+}
+
+const { page, close } = await launch();
+try {
+  await openComfy(page, url);
+  fs.mkdirSync(outDir, { recursive: true });
+  for (const wf of WORKFLOWS) {
+    const { ids, graph } = await build(page, wf);
+    addExternal(graph, wf, ids);
+    graph.extra = { ...(graph.extra || {}), ds: { scale: 0.8, offset: [80, 100] } };
+    delete graph.extra.frontendVersion;
+    fs.writeFileSync(path.join(outDir, wf.file), JSON.stringify(graph, null, 2) + "\n");
+    log("wrote", wf.file, `${graph.nodes.length} nodes, ${graph.links.length} links`);
+  }
+} finally {
+  await close();
+}
