@@ -1,0 +1,44 @@
+"""PromptMatte ComfyUI nodes (V3 API). Imported only inside a ComfyUI process."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from comfy_api.latest import ComfyExtension, io
+
+from . import weights
+from .apply import PromptMatteApply
+from .composite import PromptMatteComposite
+from .loader import PromptMatteModelLoader
+from .prompts import PromptMatteBox, PromptMatteMask, PromptMattePoints, PromptMatteTrimap
+
+weights.register_model_folder()
+
+NODES: list[type[io.ComfyNode]] = [
+    PromptMatteModelLoader,
+    PromptMattePoints,
+    PromptMatteBox,
+    PromptMatteMask,
+    PromptMatteTrimap,
+    PromptMatteApply,
+    PromptMatteComposite,
+]
+
+# The interactive editor node is written separately; add it when its module is there.
+if os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "editor.py")):
+    try:
+        from .editor import PromptMatteEditor
+    except Exception:  # keep the other nodes usable if the editor fails to import
+        logging.getLogger("PromptMatte").exception("PromptMatte: the editor node failed to import")
+    else:
+        NODES.append(PromptMatteEditor)
+
+
+class PromptMatteExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> PromptMatteExtension:
+    return PromptMatteExtension()

@@ -1,0 +1,116 @@
+"""SDMatte Matting: model + image (+ prompt) -> alpha MASK (1 = foreground)."""
+
+from __future__ import annotations
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+from comfy_api.latest import io
+
+from ..matting.errors import PromptError
+from ..matting.pipeline import matte
+from .loader import make_resident, network
+from .types import CATEGORY, MattePrompt, MattingModel
+
+RESIZE = {"stretch (as the authors)": "stretch", "keep aspect": "keep_aspect"}
+FOCUS = {"whole image": "whole", "crop to prompt": "crop"}
+MAX_CHUNK = 4  # items per model call at most; smaller chunks = finer progress and interrupts
+
+ALPHA_TOOLTIP = (
+    "Alpha matte, 1 = foreground (like SAM and inpaint masks). Core 'Join Image with Alpha' and Load "
+    "Image's MASK use the inverse (1 - alpha): put an 'Invert Mask' in between, or use Matte "
+    "Composite's 'rgba' output.")
+
+
+def _memory_bytes(net, batch: int, height: int, width: int) -> int:
+    est = getattr(net, "inference_memory_bytes", None)
+    if est is not None:
+        return int(est(batch, height, width))
+    # Fallback if the network has no estimate: ~ 40 KB per working pixel per item (SD2-size UNet,
+    # VAE feature maps at full resolution dominate), measured order of magnitude only.
+    return int(batch * height * width * 40 * 1024)
+
+
+def run_matting(patcher, image, prompts, *, transparent, resolution, resize, focus, margin,
+                caption, merge_objects) -> torch.Tensor:
+    net = network(patcher)
+    n_items = max(int(image.shape[0]), len(prompts or []))
+    chunk = max(1, min(n_items, MAX_CHUNK))
+    # Memory asked of ComfyUI on top of the weights: the network's own estimate
+    # (net.inference_memory_bytes) of the activations of one forward pass over `chunk` items at the
+    # largest working size, resolution × resolution (keep-aspect and crops are never larger): VAE
+    # encoder/decoder feature maps at full size plus UNet activations and attention at 1/8 size.
+    make_resident(patcher, _memory_bytes(net, chunk, resolution, resolution))
+    free = mm.get_free_memory(patcher.load_device)
+    while chunk > 1 and _memory_bytes(net, chunk, resolution, resolution) > free:
+        chunk //= 2  # long batches run in chunks that fit in what is free now
+
+    text = caption or ""
+
+    def model_fn(im, prompt_map, coords, kind, trans):  # the network casts to its own dtypes
+        with torch.inference_mode():
+            return net(im, prompt_map, coords, kind, trans, caption=text).float()
+
+    bar = comfy.utils.ProgressBar(n_items)
+
+    def on_item(done, total):
+        bar.update_absolute(done, total)
+        mm.throw_exception_if_processing_interrupted()
+
+    alpha = matte(model_fn, image.to(patcher.load_device), prompts, resolution=resolution,
+                  resize=resize, focus=focus, margin=margin, transparent=transparent,
+                  merge_objects=merge_objects, chunk_size=chunk, on_item=on_item)
+    if torch.isnan(alpha).any():
+        raise PromptError("the model produced NaN alpha values (a numeric overflow); load the model "
+                          "with precision fp32 or bf16")
+    return alpha.to(mm.intermediate_device())
+
+
+class PromptMatteApply(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PromptMatteApply",
+            display_name="SDMatte Matting",
+            category=CATEGORY,
+            description="Computes an alpha matte with SDMatte / LiteSDMatte, guided by a prompt or automatic.",
+            inputs=[
+                MattingModel.Input("model", tooltip="From 'Load SDMatte Model'."),
+                io.Image.Input("image", tooltip="RGB image(s) to matte (an RGBA image must be made RGB first)."),
+                MattePrompt.Input("prompt", optional=True,
+                                  tooltip="Points, box, mask or trimap prompt. Not connected: automatic "
+                                          "(the model picks the salient subject)."),
+                io.Boolean.Input("transparent", default=False,
+                                 tooltip="On for see-through subjects (glass, smoke, veils): the model's "
+                                         "transparency flag."),
+                io.Int.Input("resolution", default=1024, min=64, max=4096, step=64,
+                             tooltip="Working size in pixels (multiple of 64). The authors use 1024."),
+                io.Combo.Input("resize", options=list(RESIZE), default="stretch (as the authors)",
+                               tooltip="stretch: squash the image to resolution × resolution as the authors "
+                                       "do. keep aspect: longer side = resolution."),
+                io.Combo.Input("focus", options=list(FOCUS), default="whole image",
+                               tooltip="crop to prompt: matte a crop around the points / box / mask at full "
+                                       "working resolution (finer edges on small subjects), the rest is 0."),
+                io.Float.Input("margin", default=0.1, min=0.0, max=4.0, step=0.05,
+                               tooltip="With 'crop to prompt': border added around the prompt, as a "
+                                       "fraction of its size."),
+                io.Boolean.Input("merge_objects", default=False,
+                                 tooltip="One image with several prompts: on = one alpha, the union of the "
+                                         "objects; off = one alpha per prompt."),
+                io.String.Input("caption", optional=True, default="", multiline=False,
+                                tooltip="Optional text describing the subject (the model was trained with "
+                                        "an empty caption)."),
+            ],
+            outputs=[io.Mask.Output(display_name="alpha", tooltip=ALPHA_TOOLTIP)],
+        )
+
+    @classmethod
+    def execute(cls, model, image, transparent: bool, resolution: int, resize: str, focus: str,
+                margin: float, merge_objects: bool, prompt=None, caption: str = "") -> io.NodeOutput:
+        if resize not in RESIZE or focus not in FOCUS:
+            raise PromptError(f"resize must be one of {list(RESIZE)} and focus one of {list(FOCUS)}")
+        alpha = run_matting(model, image, prompt, transparent=transparent, resolution=resolution,
+                            resize=RESIZE[resize], focus=FOCUS[focus], margin=margin, caption=caption,
+                            merge_objects=merge_objects)
+        return io.NodeOutput(alpha)

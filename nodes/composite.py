@@ -1,0 +1,119 @@
+"""Matte Composite: image + alpha -> composite RGB, decontaminated foreground, RGBA."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+import comfy.utils
+from comfy_api.latest import io
+
+from ..matting.errors import PromptError
+from .types import CATEGORY
+
+BACKGROUNDS = ["transparent", "color", "image"]
+_HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
+
+
+def parse_color(text: str) -> torch.Tensor:
+    m = _HEX.match(str(text).strip())
+    if not m:
+        raise PromptError(f"color {text!r} is not a hex colour; write it like #00ff00 (or #0f0)")
+    h = m.group(1)
+    if len(h) == 3:
+        h = "".join(c * 2 for c in h)
+    return torch.tensor([int(h[i:i + 2], 16) / 255.0 for i in (0, 2, 4)])
+
+
+def pair_batches(image: torch.Tensor, alpha: torch.Tensor):
+    """(B, H, W, 3) image and (N, H, W) alpha made to the same batch size (one side may be 1)."""
+    if image.dim() == 3:
+        image = image[None]
+    if alpha.dim() == 2:
+        alpha = alpha[None]
+    if image.shape[-1] != 3:
+        raise PromptError(f"the image has {image.shape[-1]} channels; Matte Composite needs an RGB image "
+                          "(3 channels): drop the alpha channel first")
+    if tuple(image.shape[1:3]) != tuple(alpha.shape[1:3]):
+        raise PromptError(
+            f"the alpha is {alpha.shape[2]}×{alpha.shape[1]} but the image is {image.shape[2]}×{image.shape[1]} "
+            "(width×height); connect the alpha computed from this image")
+    b, n = image.shape[0], alpha.shape[0]
+    if b != n:
+        if b == 1:
+            image = image.expand(n, -1, -1, -1)
+        elif n == 1:
+            alpha = alpha.expand(b, -1, -1)
+        else:
+            raise PromptError(f"batch mismatch: {b} images and {n} alphas; give one alpha per image, "
+                              "one alpha for all images, or one image for all alphas")
+    return image.float(), alpha.float().clamp(0, 1)
+
+
+def _foreground(image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    from ..matting.foreground import estimate_foreground
+    fg = estimate_foreground(image.movedim(-1, 1), alpha[:, None])
+    return fg.movedim(1, -1).clamp(0, 1)
+
+
+class PromptMatteComposite(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PromptMatteComposite",
+            display_name="Matte Composite",
+            category=CATEGORY,
+            description="Cuts the subject out with an alpha matte: composite over a background, "
+                        "decontaminated foreground colours, and an RGBA image.",
+            inputs=[
+                io.Image.Input("image", tooltip="The image the alpha was computed from."),
+                io.Mask.Input("alpha", tooltip="Alpha, 1 = foreground (SDMatte Matting's output). A mask from "
+                                               "Load Image is 1 - alpha: invert it first."),
+                io.Combo.Input("background", options=BACKGROUNDS, default="transparent",
+                               tooltip="What shows through where alpha < 1 in the 'image' output: black "
+                                       "(transparent; use 'rgba' for real transparency), 'color', or "
+                                       "'background_image'."),
+                io.String.Input("color", default="#00ff00",
+                                tooltip="Background colour for background = color, hex like #00ff00."),
+                io.Boolean.Input("estimate_foreground", default=True,
+                                 tooltip="Recover the subject's own colours at soft edges (removes the old "
+                                         "background's colour bleeding into hair and fur)."),
+                io.Image.Input("background_image", optional=True,
+                               tooltip="Background for background = image; resized to the image size."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="Composite RGB: foreground over the background."),
+                io.Image.Output(display_name="foreground", tooltip="Foreground colours (RGB, not multiplied "
+                                                                   "by alpha)."),
+                io.Image.Output(display_name="rgba", tooltip="RGBA IMAGE (straight alpha): core Save Image writes "
+                                                             "it as a PNG with transparency."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, alpha, background: str, color: str, estimate_foreground: bool,
+                background_image=None) -> io.NodeOutput:
+        image, alpha = pair_batches(image, alpha)
+        fg = _foreground(image, alpha) if estimate_foreground else image
+        a = alpha[..., None]
+        if background == "color":
+            bg = parse_color(color).to(image).expand_as(fg)
+        elif background == "image":
+            if background_image is None:
+                raise PromptError("background = image needs 'background_image' connected")
+            bg = _fit_background(background_image[..., :3].to(image), fg.shape)
+        else:
+            bg = torch.zeros_like(fg)
+        comp = fg * a + bg * (1 - a)
+        return io.NodeOutput(comp, fg, torch.cat([fg, a], dim=-1))
+
+
+def _fit_background(bg: torch.Tensor, shape) -> torch.Tensor:
+    n, h, w, _ = shape
+    if tuple(bg.shape[1:3]) != (h, w):
+        bg = comfy.utils.common_upscale(bg.movedim(-1, 1), w, h, "bilinear", "center").movedim(1, -1)
+    if bg.shape[0] != n:
+        idx = torch.arange(n) % bg.shape[0]
+        bg = bg[idx]
+    return bg

@@ -1,0 +1,165 @@
+"""Load SDMatte Model: weights file -> ComfyUI ModelPatcher around the matting network.
+
+Memory management is ComfyUI's: the network sits on the offload device until a matting node calls
+``comfy.model_management.load_models_gpu`` (see ``make_resident``), which moves it to the torch
+device (honouring ``--cpu``, ``--lowvram``, ``--novram``) and unloads it again when other models
+need room or when the UI asks to "Unload models" (POST /free).
+
+One copy per file: a weak-valued cache keyed by (real path, mtime, size, precision). It never
+keeps a model alive on its own, so once ComfyUI drops the node output (e.g. "Free model and node
+cache") the weights are really released.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+import torch
+
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.ops
+from comfy_api.latest import io
+
+from ..models import load_matting_model
+from . import weights
+from .types import CATEGORY, MattingModel
+
+PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+_cache: "weakref.WeakValueDictionary[tuple, comfy.model_patcher.ModelPatcher]" = weakref.WeakValueDictionary()
+_cache_lock = threading.Lock()
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    if precision in _DTYPES:
+        return _DTYPES[precision]
+    if precision != "auto":
+        raise ValueError(f"Unknown precision '{precision}': use one of {', '.join(PRECISIONS)}.")
+    if mm.is_device_cpu(device):
+        return torch.float32
+    # ComfyUI's choice for diffusion UNets on this device (honours --fp16-unet, --bf16-unet, ...).
+    return mm.unet_dtype(device=device, supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+
+
+# ComfyUI streams weights of modules that carry `comfy_cast_weights` when a model only partly fits
+# (--lowvram / --novram / low free VRAM). Giving the plain torch layers of the network the
+# equivalent comfy.ops classes (same parameters, same maths when nothing is offloaded) lets the
+# ModelPatcher load it partially instead of failing on weights left on the offload device.
+_STREAMABLE = {
+    torch.nn.Linear: comfy.ops.disable_weight_init.Linear,
+    torch.nn.Conv1d: comfy.ops.disable_weight_init.Conv1d,
+    torch.nn.Conv2d: comfy.ops.disable_weight_init.Conv2d,
+    torch.nn.Conv3d: comfy.ops.disable_weight_init.Conv3d,
+    torch.nn.ConvTranspose2d: comfy.ops.disable_weight_init.ConvTranspose2d,
+    torch.nn.GroupNorm: comfy.ops.disable_weight_init.GroupNorm,
+    torch.nn.LayerNorm: comfy.ops.disable_weight_init.LayerNorm,
+    torch.nn.Embedding: comfy.ops.disable_weight_init.Embedding,
+}
+
+
+def make_streamable(module: torch.nn.Module) -> int:
+    """Swap exact torch layer classes for their comfy.ops twins; returns how many were swapped."""
+    n = 0
+    for m in module.modules():
+        twin = _STREAMABLE.get(type(m))
+        if twin is not None and getattr(m, "weight", None) is not None:
+            m.__class__ = twin
+            n += 1
+    return n
+
+
+class _Holder(torch.nn.Module):
+    """Used only if the network's ``device`` cannot be assigned (ModelPatcher writes it)."""
+
+    def __init__(self, net: torch.nn.Module, device: torch.device):
+        super().__init__()
+        self.net = net
+        self.device = device
+
+
+def network(patcher) -> torch.nn.Module:
+    """The matting network inside a PROMPTMATTE_MODEL."""
+    m = patcher.model
+    return m.net if isinstance(m, _Holder) else m
+
+
+def _settable_device(model: torch.nn.Module) -> bool:
+    attr = getattr(type(model), "device", None)
+    return not isinstance(attr, property) or attr.fset is not None
+
+
+def load_patcher(path: str, precision: str = "auto"):
+    """Load (or share the already loaded copy of) ``path`` wrapped in a ModelPatcher."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, precision)
+    with _cache_lock:
+        patcher = _cache.get(key)
+        if patcher is not None:
+            return patcher
+        load_device = mm.get_torch_device()
+        offload_device = mm.unet_offload_device()
+        dtype = pick_dtype(precision, load_device)
+        net = load_matting_model(path, device=offload_device, dtype=dtype)  # CheckpointError → UI
+        net.eval().requires_grad_(False)
+        make_streamable(net)
+        model = net if _settable_device(net) else _Holder(net, offload_device)
+        patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+        _cache[key] = patcher
+        return patcher
+
+
+def make_resident(patcher, memory_required: int) -> None:
+    """Ask ComfyUI to put the model on its device, freeing room for ``memory_required`` more bytes
+    of activations; after a partial (low-VRAM) load, move the small leftovers (buffers, layers
+    ComfyUI cannot stream) so every forward runs on the load device."""
+    mm.load_models_gpu([patcher], memory_required=int(memory_required))
+    model = patcher.model
+    if getattr(model, "model_lowvram", False):
+        dev = patcher.load_device
+        for m in model.modules():
+            for name, buf in m._buffers.items():
+                if buf is not None and buf.device != dev:
+                    m._buffers[name] = buf.to(dev)
+            if not getattr(m, "comfy_cast_weights", False) and not hasattr(m, "comfy_patched_weights"):
+                for name, p in m._parameters.items():
+                    if p is not None and p.device != dev and not isinstance(m, tuple(_STREAMABLE.values())):
+                        m._parameters[name] = torch.nn.Parameter(p.data.to(dev), requires_grad=False)
+
+
+class PromptMatteModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        folder = "models/sdmatte"
+        return io.Schema(
+            node_id="PromptMatteModelLoader",
+            display_name="Load SDMatte Model",
+            category=CATEGORY,
+            description=(
+                "Loads SDMatte / SDMatte* / LiteSDMatte weights from models/sdmatte (also models/SDMatte "
+                "and 'sdmatte:' entries of extra_model_paths.yaml). Known weights are downloaded from "
+                "Hugging Face on first use."),
+            inputs=[
+                io.Combo.Input(
+                    "ckpt_name", options=weights.checkpoint_names(),
+                    tooltip=(f"Weights file in {folder}. The authors' SDMatte, SDMatte* and LiteSDMatte "
+                             "are listed even when absent and downloaded on first use (HF_ENDPOINT and "
+                             "HF_HUB_OFFLINE are honoured).")),
+                io.Combo.Input(
+                    "precision", options=PRECISIONS, default="auto",
+                    tooltip=("Weight precision. auto: fp32 on the CPU, ComfyUI's choice for diffusion "
+                             "models on a GPU (fp16 or bf16 when supported).")),
+            ],
+            outputs=[MattingModel.Output(
+                display_name="model",
+                tooltip="The matting model, managed by ComfyUI (moved to the GPU when used, offloaded "
+                        "when other models need memory, unloaded by 'Unload models').")],
+        )
+
+    @classmethod
+    def execute(cls, ckpt_name: str, precision: str) -> io.NodeOutput:
+        path = weights.resolve_checkpoint(ckpt_name)
+        return io.NodeOutput(load_patcher(path, precision))

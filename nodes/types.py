@@ -1,0 +1,15 @@
+"""Custom socket types shared by the PromptMatte nodes (declared once, here).
+
+- ``PROMPTMATTE_MODEL``: a ComfyUI ``ModelPatcher`` whose ``.model`` is the matting network
+  returned by ``models.load_matting_model``.
+- ``PROMPTMATTE_PROMPT``: a Python ``list`` of ``matting.Prompt`` (coordinates in image pixels).
+"""
+
+from comfy_api.latest import io
+
+MattingModel = io.Custom("PROMPTMATTE_MODEL")
+MattePrompt = io.Custom("PROMPTMATTE_PROMPT")
+
+CATEGORY = "matting/SDMatte"
+
+__all__ = ["MattingModel", "MattePrompt", "CATEGORY"]
