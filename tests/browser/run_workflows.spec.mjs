@@ -1,0 +1,77 @@
+// Loads each example workflow into the real frontend, converts it to an API prompt with
+// app.graphToPrompt() and queues it with the frontend's own api.queuePrompt, then waits for
+// the run. One browser session for all workflows.
+//
+//   node tests/browser/run_workflows.spec.mjs <url> '<json config>'
+//
+// config: {
+//   ckpt: checkpoint to select in every "Load SDMatte Model",
+//   resolution: working resolution for every "SDMatte Matting",
+//   runs: [{ name, workflow (path), image (uploaded input name), editor_state (object),
+//            expect: "success" | "rejected", timeoutMs }]
+// }
+// Prints one JSON line: {ok, runs: {name: {prompt (class types by id), outputs | rejection}}}.
+import fs from "node:fs";
+import { launch, openComfy, loadWorkflow, waitForHistory, result, main, log } from "./lib.mjs";
+
+const url = process.argv[2];
+const cfg = JSON.parse(process.argv[3] || "{}");
+
+await main(async () => {
+  const { page, consoleErrors, close } = await launch();
+  const out = { ok: false, runs: {} };
+  try {
+    await openComfy(page, url);
+    for (const run of cfg.runs) {
+      const t0 = Date.now();
+      await loadWorkflow(page, JSON.parse(fs.readFileSync(run.workflow, "utf8")));
+      const queued = await page.evaluate(
+        async ({ run, ckpt, resolution }) => {
+          const { app } = window;
+          for (const n of app.graph._nodes) {
+            const set = (name, value) => {
+              const w = n.widgets?.find((x) => x.name === name);
+              if (!w) throw new Error(`${n.type} has no widget ${name}`);
+              w.value = value;
+            };
+            if (n.type === "LoadImage" && run.image) set("image", run.image);
+            if (n.type === "PromptMatteModelLoader" && ckpt) set("ckpt_name", ckpt);
+            if (n.type === "PromptMatteApply" && resolution) set("resolution", resolution);
+            if (n.type === "PromptMatteEditor" && run.editor_state) set("editor_state", JSON.stringify(run.editor_state));
+          }
+          const p = await app.graphToPrompt();
+          const prompt = Object.fromEntries(
+            Object.entries(p.output).map(([id, n]) => [id, { class_type: n.class_type, inputs: n.inputs }]),
+          );
+          try {
+            const res = await window.comfyAPI.api.api.queuePrompt(0, p);
+            return { prompt, promptId: res.prompt_id };
+          } catch (err) {
+            return { prompt, rejection: err.response ?? String(err) };
+          }
+        },
+        { run, ckpt: cfg.ckpt, resolution: cfg.resolution },
+      );
+      const entry = { prompt: queued.prompt };
+      if (queued.rejection) {
+        entry.rejection = queued.rejection;
+      } else {
+        try {
+          const h = await waitForHistory(url, queued.promptId, run.timeoutMs || 300000);
+          entry.outputs = h.outputs;
+          entry.status = h.status?.status_str;
+        } catch (err) {
+          entry.error = String(err).slice(0, 4000);
+        }
+      }
+      entry.seconds = (Date.now() - t0) / 1000;
+      out.runs[run.name] = entry;
+      log(run.name, entry.status || (entry.rejection ? "rejected" : "error"), `${entry.seconds}s`);
+    }
+    out.page_errors = consoleErrors.filter((e) => /promptmatte/i.test(e));
+    out.ok = true;
+  } finally {
+    await close();
+  }
+  result(out);
+});
