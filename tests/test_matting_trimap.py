@@ -52,3 +52,27 @@ def test_clean_trimap_snaps_values(M):
 def test_negative_widths_are_refused(M):
     with pytest.raises(M.PromptError, match="0 or more"):
         M.trimap_from_mask(torch.zeros(1, 8, 8), erode=-1, dilate=2)
+
+
+def test_large_disks_agree_with_kornia_morphology(M):
+    """Disks above the kornia radius limit take the FFT path; it must give kornia's result exactly."""
+    from kornia.morphology import dilation, erosion
+
+    trimap = importlib.import_module(M.__name__ + ".trimap")
+    g = torch.Generator().manual_seed(1)
+    mask = (torch.rand(2, 1, 70, 90, generator=g) > 0.8).float()
+    for r in (trimap.KORNIA_MAX_RADIUS + 1, 9):
+        k = trimap.disk(r)
+        assert torch.equal(trimap._dilate(mask, r), dilation(mask, k))
+        assert torch.equal(trimap._erode(1 - mask, r), erosion(1 - mask, k))
+
+
+def test_large_radius_on_a_big_mask_is_quick(M):
+    import time
+
+    mask = torch.zeros(1, 1024, 1024)
+    mask[:, 200:800, 300:700] = 1
+    t = time.perf_counter()
+    tri = M.trimap_from_mask(mask, erode=25, dilate=25)
+    assert time.perf_counter() - t < 10.0  # ~0.3 s on an idle core; kornia's own engines take minutes here
+    assert tri[0, 500, 300 + 25] == 1 and tri[0, 500, 300 + 24] == 0.5 and tri[0, 500, 300 - 26] == 0
