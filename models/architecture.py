@@ -16,6 +16,7 @@ from .errors import CheckpointError
 
 ShapeMap = Mapping[str, Sequence[int]]
 
+COMPONENTS = ("unet", "vae", "text_encoder")
 ATTENTION_HEAD_DIM = 64  # SD2 and BK-SDM: heads = channels / 64 (5, 10, 20, 20 at full size)
 NUM_POINT_COORDS = 20  # ten (x, y) clicks
 KL_SCALING_FACTOR = 0.18215  # SD2's AutoencoderKL
@@ -201,7 +202,10 @@ def split_components(shapes: ShapeMap) -> dict[str, dict[str, Sequence[int]]]:
     parts: dict[str, dict[str, Sequence[int]]] = {"unet": {}, "vae": {}, "text_encoder": {}, "other": {}}
     for key, shape in shapes.items():
         prefix, _, rest = key.partition(".")
-        parts[prefix if prefix in parts and rest else "other"][rest if rest else key] = shape
+        if prefix in COMPONENTS and rest:
+            parts[prefix][rest] = shape
+        else:
+            parts["other"][key] = shape
     return parts
 
 

@@ -23,11 +23,11 @@ from typing import Mapping
 import torch
 from safetensors import SafetensorError, safe_open
 
+from .architecture import COMPONENTS
 from .errors import CheckpointError
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
 NESTED_STATE_KEYS = ("model", "state_dict", "module")
-COMPONENTS = ("unet", "vae", "text_encoder")
 COMPONENT_WEIGHT_FILES = (
     "diffusion_pytorch_model.safetensors",
     "model.safetensors",
@@ -72,7 +72,16 @@ def _torch_load(path: Path):
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (PK..) or, in its legacy format, a pickle stream (0x80 ..)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def _read_pickle(path: Path, dtype: torch.dtype | None, prefix: str = "") -> dict:
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"{path.name} is not a PyTorch checkpoint; it is probably truncated or corrupt: download it again")
     try:
         loaded = _torch_load(path)
     except pickle.UnpicklingError as error:

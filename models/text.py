@@ -67,7 +67,11 @@ def _comfyui_tokenizer():
         ) from None
     from transformers import CLIPTokenizer  # noqa: PLC0415
 
-    folder = os.path.join(os.path.dirname(comfy.__file__), "sd1_tokenizer")
+    # ``comfy`` has no __init__.py: a namespace package, so look along its __path__.
+    folders = [os.path.join(p, "sd1_tokenizer") for p in comfy.__path__]
+    folder = next((f for f in folders if os.path.isdir(f)), None)
+    if folder is None:
+        raise ValueError(f"ComfyUI's CLIP tokenizer folder was not found (looked in {', '.join(folders)})")
     return CLIPTokenizer.from_pretrained(folder, pad_token="!")
 
 
@@ -78,7 +82,6 @@ def caption_token_ids(caption: str, length: int) -> torch.Tensor:
     else:
         tokenizer = _comfyui_tokenizer()
         ids = tokenizer(caption, truncation=True, max_length=length)["input_ids"]
-    ids = ids[: length - 1] + [EOS_TOKEN] if len(ids) > length else ids
     return torch.tensor([ids + [PAD_TOKEN] * (length - len(ids))], dtype=torch.long)
 
 

@@ -1,0 +1,269 @@
+"""Every supported checkpoint format loads to the same model; every bad file gets a clear error."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from tiny_models import ldm_sd15_like_state_dict, tiny_sd2_state_dict
+
+GOLDEN = "sdmatte_tiny"
+
+
+@pytest.fixture(scope="module")
+def engine(pack):
+    return importlib.import_module(f"{pack.__name__}.models")
+
+
+@pytest.fixture(scope="module")
+def golden_state(golden_dir):
+    return load_file(str(golden_dir / GOLDEN / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def box_case(golden_dir):
+    cases = np.load(golden_dir / GOLDEN / "cases.npz")
+    return (
+        torch.from_numpy(cases["image"])[None],
+        torch.from_numpy(cases["bbox_mask.trans0.map"])[None, None],
+        torch.from_numpy(cases["bbox_mask.trans0.coords"])[None],
+        "box",
+        torch.tensor([False]),
+    ), torch.from_numpy(cases["bbox_mask.trans0.alpha"])
+
+
+def _matches_reference(model, box_case, tolerance=2e-4) -> bool:
+    args, expected = box_case
+    return float((model(*args)[0, 0] - expected).abs().max()) <= tolerance
+
+
+def _save_hf_folder(state: dict, folder) -> None:
+    for component in ("unet", "vae", "text_encoder"):
+        (folder / component).mkdir(parents=True)
+        part = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith(component + ".")}
+        name = "model.safetensors" if component == "text_encoder" else "diffusion_pytorch_model.safetensors"
+        save_file(part, str(folder / component / name))
+    (folder / "text_encoder" / "config.json").write_text(json.dumps({"num_attention_heads": 2}))
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["safetensors", "detectron2_pth", "state_dict_pt", "module_prefix_ckpt", "flat_pth", "hf_folder", "in_memory"],
+)
+def test_every_format_loads_the_same_model(engine, golden_dir, golden_state, box_case, tmp_path, layout):
+    if layout == "safetensors":
+        source = golden_dir / GOLDEN / "model.safetensors"
+    elif layout == "detectron2_pth":  # the released files: weights under "model", with trainer keys beside
+        source = tmp_path / "SDMatte.pth"
+        torch.save({"model": golden_state, "iteration": 12345, "__author__": "x"}, source)
+    elif layout == "state_dict_pt":
+        source = tmp_path / "model.pt"
+        torch.save({"state_dict": golden_state}, source)
+    elif layout == "module_prefix_ckpt":
+        source = tmp_path / "model.ckpt"
+        torch.save({"model": {f"module.{k}": v for k, v in golden_state.items()}}, source)
+    elif layout == "flat_pth":
+        source = tmp_path / "flat.pth"
+        torch.save(golden_state, source)
+    elif layout == "hf_folder":
+        source = tmp_path / "SDMatte"
+        _save_hf_folder(golden_state, source)
+    else:
+        source = dict(golden_state)
+    model = engine.load_matting_model(source)
+    assert model.family == "sdmatte"
+    assert _matches_reference(model, box_case)
+
+
+def test_loading_builds_no_random_weights(engine, golden_dir):
+    """Modules are built on the meta device and assigned: the global RNG is never drawn from."""
+    before = torch.random.get_rng_state()
+    engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors")
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision(engine, golden_dir, box_case, dtype):
+    model = engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors", dtype=dtype)
+    assert model.dtype == dtype
+    assert next(model.vae.parameters()).dtype == torch.float32  # see load_matting_model's docstring
+    args, expected = box_case
+    alpha = model(*args)
+    assert alpha.dtype == torch.float32 and alpha.shape == (1, 1, 128, 128)
+    assert float((alpha[0, 0] - expected).abs().mean()) < 0.02
+
+
+def test_device_argument_and_output_device(engine, golden_dir, box_case):
+    model = engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors", device="cpu")
+    args, _ = box_case
+    assert model(*args).device.type == "cpu" and model.device.type == "cpu"
+
+
+def test_text_encoder_is_not_part_of_the_compute_module(engine, golden_dir):
+    """Moving the model moves the UNet and VAE only; the caption embedding is precomputed."""
+    model = engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors")
+    assert not any(k.startswith("text_encoder") for k in model.state_dict())
+    assert model.empty_caption.shape == (1, 77, 32)
+    embedding = model.captions("")
+    assert torch.equal(model.empty_caption, embedding)
+
+
+def test_caption_without_comfyui_tokenizer_is_a_clear_error(engine, golden_dir, box_case):
+    import sys
+
+    if "comfy" in sys.modules:
+        pytest.skip("ComfyUI is imported in this process; the tokenizer is available")
+    model = engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors")
+    args, _ = box_case
+    with pytest.raises(ValueError, match="tokenizer"):
+        model(*args, caption="a cat")
+
+
+def test_caption_tokens_follow_sd2(engine, comfy_path, monkeypatch):
+    """With ComfyUI's vocabulary: BOS, the words, EOS, then "!" (id 0) padding to 77."""
+    monkeypatch.syspath_prepend(str(comfy_path))
+    text = importlib.import_module(engine.__name__ + ".text")
+    ids = text.caption_token_ids("a cat", 77)[0].tolist()
+    assert ids[:4] == [49406, 320, 2368, 49407]
+    assert ids[4:] == [0] * 73
+    assert text.caption_token_ids("", 77)[0].tolist() == [49406, 49407] + [0] * 75
+
+
+def test_non_square_inputs(engine, golden_dir):
+    model = engine.load_matting_model(golden_dir / "litesdmatte_tiny" / "model.safetensors")
+    image = torch.rand(1, 3, 64, 136)
+    prompt = torch.zeros(1, 1, 64, 136)
+    prompt[..., 16:48, 40:100] = 1
+    alpha = model(image, prompt, torch.tensor([[0.3, 0.25, 0.75, 0.75]]), "box", torch.tensor([False]))
+    assert alpha.shape == (1, 1, 64, 136)
+    assert 0 <= float(alpha.min()) and float(alpha.max()) <= 1
+
+
+def test_token_grid_follows_strided_convs(engine):
+    attention = importlib.import_module(engine.__name__ + ".attention")
+    assert attention.token_grid((17, 9), 17 * 9) == (17, 9)
+    assert attention.token_grid((17, 9), 9 * 5) == (9, 5)
+    assert attention.token_grid((17, 9), 5 * 3) == (5, 3)
+
+
+def test_bad_model_inputs_are_named(engine, golden_dir):
+    model = engine.load_matting_model(golden_dir / "litesdmatte_tiny" / "model.safetensors")
+    image, prompt = torch.rand(1, 3, 64, 64), torch.ones(1, 1, 64, 64)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model(torch.rand(1, 3, 60, 64), torch.ones(1, 1, 60, 64), torch.zeros(1, 4), "box", torch.tensor([False]))
+    with pytest.raises(ValueError, match=r"coords for kind 'point'"):
+        model(image, prompt, torch.zeros(1, 4), "point", torch.tensor([False]))
+    with pytest.raises(ValueError, match="unknown prompt kind"):
+        model(image, prompt, torch.zeros(1, 4), "scribble", torch.tensor([False]))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _error(engine, source) -> str:
+    with pytest.raises(engine.CheckpointError) as caught:
+        engine.load_matting_model(source)
+    return str(caught.value)
+
+
+def test_plain_sd2_unet_is_named(engine):
+    message = _error(engine, tiny_sd2_state_dict())
+    assert "plain Stable Diffusion 2 UNet" in message and "weight processing" in message
+
+
+def test_sd15_checkpoint_is_named(engine, tmp_path):
+    path = tmp_path / "v1-5-pruned.safetensors"
+    save_file(ldm_sd15_like_state_dict(), str(path))
+    assert "SD1.5 checkpoint" in _error(engine, path)
+
+
+def test_unrelated_file_is_not_a_matting_checkpoint(engine, tmp_path):
+    path = tmp_path / "resnet.safetensors"
+    save_file({"fc.weight": torch.zeros(2, 2), "conv1.weight": torch.zeros(1, 1, 1, 1)}, str(path))
+    assert "not a matting checkpoint" in _error(engine, path)
+
+
+def test_missing_tensor_is_named(engine, golden_state):
+    state = dict(golden_state)
+    del state["unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight"]
+    message = _error(engine, state)
+    assert "missing 1 tensors" in message and "attn1.to_q.weight" in message
+
+
+def test_unexpected_tensor_is_named(engine, golden_state):
+    state = dict(golden_state, **{"unet.extra_head.weight": torch.zeros(3)})
+    message = _error(engine, state)
+    assert "unexpected" in message and "unet.extra_head.weight" in message
+
+
+def test_stray_top_level_tensor_is_named(engine, golden_state):
+    assert "ema.decay" in _error(engine, dict(golden_state, **{"ema.decay": torch.zeros(())}))
+
+
+def test_truncated_safetensors_is_a_clean_error(engine, golden_dir, tmp_path):
+    path = tmp_path / "cut.safetensors"
+    data = (golden_dir / GOLDEN / "model.safetensors").read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    assert "truncated or corrupt" in _error(engine, path)
+
+
+def test_corrupt_pth_is_a_clean_error(engine, tmp_path):
+    path = tmp_path / "garbage.pth"
+    path.write_bytes(os.urandom(4096))
+    assert "truncated or corrupt" in _error(engine, path)
+
+
+class _Payload:
+    """Unpickling this object would create a file: the loader must never do it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_malicious_pickle_is_refused(engine, tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "SDMatte.pth"
+    with open(path, "wb") as f:
+        torch.save({"model": {"unet.conv_in.weight": torch.zeros(1)}, "evil": _Payload(marker)}, f)
+    message = _error(engine, path)
+    assert "refused" in message
+    assert not marker.exists()
+
+
+def test_missing_file(engine, tmp_path):
+    assert "not found" in _error(engine, tmp_path / "nope.safetensors")
+
+
+def test_hf_folder_without_weights(engine, tmp_path):
+    for component in ("unet", "vae", "text_encoder"):
+        (tmp_path / component).mkdir()
+    assert "no weights file" in _error(engine, tmp_path)
+
+
+def test_pickle_module_is_not_used_for_safetensors(engine, golden_dir, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors")
+
+
+def test_copied_checkpoint_shares_nothing_with_the_source(engine, golden_dir, tmp_path, box_case):
+    """A loaded model keeps working after its file is gone (no lazy reads)."""
+    path = tmp_path / "copy.safetensors"
+    shutil.copy(golden_dir / GOLDEN / "model.safetensors", path)
+    model = engine.load_matting_model(path)
+    path.unlink()
+    assert _matches_reference(model, box_case)
