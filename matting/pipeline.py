@@ -23,7 +23,7 @@ RESIZE_MODES = ("stretch", "keep_aspect")
 FOCUS_MODES = ("whole", "crop")
 MIN_IMAGE_SIDE = 8
 MIN_CROP_SIDE = 64  # smallest crop (px of the image) focus="crop" cuts out
-POINT_CROP_FRACTION = 0.25  # clicks say where the subject is, not how big: crops around clicks span >= 1/4 of the image
+POINT_CROP_FRACTION = 0.5  # clicks say where the subject is, not how big: crops around clicks span >= half the image
 
 
 def _check_images(images) -> torch.Tensor:
@@ -119,8 +119,7 @@ def crop_box(prompt: Prompt, height: int, width: int, margin: float, square: boo
     """(x0, y0, x1, y1) integer crop around ``prompt`` (in image pixels) for focus="crop".
 
     The prompt's bounding box grown by ``margin`` × its longer side on every side,
-    at least ``MIN_CROP_SIDE`` px (and a quarter of the longer image side around
-    clicks), made square when ``square`` (for stretch resizing), kept inside the image.
+    at least ``MIN_CROP_SIDE`` px (and half the longer image side around clicks), made square when ``square`` (for stretch resizing), kept inside the image.
     Trimap and automatic prompts use the whole image.
     """
     bb = prompt.bounding_box() if prompt.kind in ("point", "box", "mask") else None
@@ -242,7 +241,8 @@ def matte(
             coords.append(c)
         batch = torch.cat(ims).clamp_(0.0, 1.0)
         trans = torch.tensor([flags[job[0]] for job in chunk], dtype=torch.bool, device=device)
-        alpha = model_fn(batch, torch.stack(maps), torch.stack(coords), kind, trans)
+        with torch.no_grad():
+            alpha = model_fn(batch, torch.stack(maps), torch.stack(coords), kind, trans)
         alpha = _as_alpha(alpha, len(chunk), ws).to(device=device, dtype=torch.float32)
         for j, (k, bi, p, (x0, y0, x1, y1), _, _) in enumerate(chunk):
             a = _resize(alpha[j: j + 1], (y1 - y0, x1 - x0), "bilinear")[0, 0].clamp(0.0, 1.0)

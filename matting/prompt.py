@@ -301,6 +301,10 @@ def validate_for_image(prompt: Prompt, height: int, width: int) -> None:
     """
     kind = prompt.kind
     if kind == "point":
+        if not 1 <= len(prompt.points) <= MAX_POINTS:
+            n = len(prompt.points)
+            fix = "click at least once on the subject" if n == 0 else f"remove {n - MAX_POINTS}"
+            raise PromptError(f"{n} points given; SDMatte was trained with 1 to {MAX_POINTS} points: {fix}")
         h, w = prompt.source_size or (height, width)
         for i, (x, y) in enumerate(prompt.points):
             if not (0 <= x < w and 0 <= y < h):
@@ -309,6 +313,8 @@ def validate_for_image(prompt: Prompt, height: int, width: int) -> None:
                     f"clicks must lie within x 0..{w - 1} and y 0..{h - 1}: move or remove it"
                 )
     elif kind == "box":
+        if prompt.box is None or len(prompt.box) != 4:
+            raise PromptError("the box prompt has no box; build it with Prompt.from_box(x1, y1, x2, y2)")
         h, w = prompt.source_size or (height, width)
         x1, y1, x2, y2 = prompt.box
         if x2 <= 0 or y2 <= 0 or x1 >= w or y1 >= h:
@@ -322,6 +328,8 @@ def validate_for_image(prompt: Prompt, height: int, width: int) -> None:
                 f"the {w}×{h} image; draw a larger box"
             )
     elif kind in ("mask", "trimap"):
+        if not isinstance(prompt.mask, torch.Tensor) or prompt.mask.dim() != 2:
+            raise PromptError(f"the {kind} prompt has no (height, width) {kind}; build it with Prompt.from_{kind}")
         mh, mw = prompt.mask.shape
         if (mh, mw) != (height, width):
             raise PromptError(

@@ -130,7 +130,11 @@ def test_crop_focus_around_clicks_near_the_border_stays_inside_the_image(M):
     alpha = M.matte(model, _images(1, 200, 300), [M.Prompt.from_points([(295, 5)])], resolution=64,
                     focus="crop")
     y, x = divmod(int(alpha[0].argmax()), 300)
-    assert abs(x - 295) <= 3 and abs(y - 5) <= 3
+    assert abs(x - 295) <= 5 and abs(y - 5) <= 5  # near the border the reflected blur peaks at the edge
+    # the crop is square, half the longer side, shifted inside the image (not cut): zero left of it
+    assert float(alpha[0, :, :150].max()) == 0.0 and float(alpha[0, 150:, :].max()) == 0.0
+    pipeline = importlib.import_module(M.__name__ + ".pipeline")
+    assert pipeline.crop_box(M.Prompt.from_points([(295, 5)]), 200, 300, 0.1, True) == (150, 0, 300, 150)
     # the click sits in the crop's top-right corner region, in normalised crop coordinates
     cx, cy = model.calls[0]["coords"][0, :2].tolist()
     assert cx > 0.8 and cy < 0.2
