@@ -673,10 +673,15 @@ def start_inprocess(base_dir: Path, comfy: Path | None = None) -> ComfyInProcess
     if Path(folder_paths.base_path).resolve() != base_dir:
         raise RuntimeError(f"folder_paths was imported before args were set ({folder_paths.base_path})")
 
-    import comfy.model_management  # noqa: F401  (reads args.cpu)
+    # Same import order as main.py: utils/, execution and server before
+    # nodes.py (which puts <ComfyUI>/comfy first on sys.path, where
+    # comfy/utils.py would shadow the utils/ package).
+    import utils.extra_config  # noqa: F401
+    import comfy.utils  # noqa: F401
     import execution  # noqa: F401
-    import nodes
     import server
+    import nodes
+    import comfy.model_management  # noqa: F401  (reads args.cpu)
 
     records: list[str] = []
 

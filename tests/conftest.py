@@ -44,6 +44,23 @@ _LOG_OFFSET = pytest.StashKey[int]()
 _running_server = None  # the session ComfyServer, once started
 
 
+class _RepoRootIsNotAPackage:
+    """The repository root holds the pack's __init__.py, so pytest would
+    collect it as a Python package and import it (as a module named after the
+    clone's folder, with the folder's parent put on sys.path) before the
+    tests. Collect it as a plain directory instead."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collect_directory(self, path, parent):
+        if Path(path).resolve() == REPO.resolve():
+            return pytest.Dir.from_parent(parent, path=Path(path))
+        return None
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_RepoRootIsNotAPackage(), "promptmatte-repo-root")
+
+
 @pytest.fixture(scope="session")
 def comfy_path() -> Path:
     try:
@@ -67,14 +84,12 @@ def golden_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pack():
+def pack(tmp_path_factory):
     """PromptMatte imported as a plain package (no ComfyUI), via a temp dir
     holding a symlink ``PromptMatte -> <repo>`` put on sys.path."""
     if PACK_NAME in sys.modules:
         return sys.modules[PACK_NAME]
-    import tempfile
-
-    holder = Path(tempfile.mkdtemp(prefix="promptmatte-pkg-"))
+    holder = tmp_path_factory.mktemp("pkg")
     (holder / PACK_NAME).symlink_to(REPO, target_is_directory=True)
     sys.path.insert(0, str(holder))
     return importlib.import_module(PACK_NAME)
