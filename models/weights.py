@@ -77,10 +77,10 @@ def _zero_embedding(time_embed_dim: int, inputs: int, dtype: torch.dtype) -> dic
 
 def matting_unet_from_sd2(unet: dict[str, torch.Tensor], prompt_token_dim: int = PROMPT_TOKEN_DIM) -> dict[str, torch.Tensor]:
     """A Stable Diffusion 2 UNet state dict (diffusers keys) -> the SDMatte UNet's initial state."""
-    if "conv_in.weight" not in unet or unet["conv_in.weight"].shape[1] != 4:
-        raise CheckpointError("init-from-sd2 needs a plain Stable Diffusion 2 UNet (conv_in with 4 input channels)")
     if "point_embedding.linear_1.weight" in unet:
         raise CheckpointError("these weights are already an SDMatte UNet; nothing to initialise")
+    if "conv_in.weight" not in unet or unet["conv_in.weight"].shape[1] != 4:
+        raise CheckpointError("init-from-sd2 needs a plain Stable Diffusion 2 UNet (conv_in with 4 input channels)")
     out = dict(unet)
     kernel, bias = unet["conv_in.weight"], unet["conv_in.bias"]
     time_dim, dtype = unet["time_embedding.linear_1.weight"].shape[0], kernel.dtype

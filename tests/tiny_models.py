@@ -24,8 +24,11 @@ def _clip_text_state(hidden: int = 32) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.endswith("position_ids")}
 
 
-def tiny_sd2_state_dict(seed: int = 0, cross_attention_dim: int = 32) -> dict[str, torch.Tensor]:
-    """A flat SD2-layout state dict (``unet.``/``vae.``/``text_encoder.``), diffusers key names."""
+def tiny_sd2_state_dict(seed: int = 0, text_width: int = 32) -> dict[str, torch.Tensor]:
+    """A flat SD2-layout state dict (``unet.``/``vae.``/``text_encoder.``), diffusers key names.
+
+    Like the golden fixtures: text-width cross-attention in the down/up blocks, 1024 in the mid block.
+    """
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     torch.manual_seed(seed)
@@ -38,7 +41,7 @@ def tiny_sd2_state_dict(seed: int = 0, cross_attention_dim: int = 32) -> dict[st
         block_out_channels=(64, 64),
         layers_per_block=1,
         attention_head_dim=1,
-        cross_attention_dim=cross_attention_dim,
+        cross_attention_dim=(text_width, 1024),
         use_linear_projection=True,
     )
     vae = AutoencoderKL(
@@ -50,7 +53,7 @@ def tiny_sd2_state_dict(seed: int = 0, cross_attention_dim: int = 32) -> dict[st
     )
     state = {f"unet.{k}": v for k, v in unet.state_dict().items()}
     state.update({f"vae.{k}": v for k, v in vae.state_dict().items()})
-    state.update({f"text_encoder.{k}": v for k, v in _clip_text_state(cross_attention_dim).items()})
+    state.update({f"text_encoder.{k}": v for k, v in _clip_text_state(text_width).items()})
     return state
 
 
