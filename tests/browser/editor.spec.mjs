@@ -197,7 +197,14 @@ await main(async () => {
     assert(same(await state(), finalState), "back to the final clicks");
     out.checks.resize_mapping = true;
 
-    // 7) queue through the frontend; the API prompt carries the clicks
+    // 7) queue through the frontend; the API prompt carries the clicks. The server's cache
+    // is dropped first: a fully cached run sends no 'executed' event for the matting node.
+    await fetch(new URL("/api/free", url), {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ unload_models: false, free_memory: true }),
+    });
+    await page.waitForTimeout(1000);
     const queued = await page.evaluate(async (id) => {
       const p = await window.app.graphToPrompt();
       const res = await window.comfyAPI.api.api.queuePrompt(0, p);
@@ -225,10 +232,18 @@ await main(async () => {
 
     // 9) screenshot of the editor (with the overlay when there is one)
     if (cfg.screenshot) {
-      await page.evaluate(() => {
-        window.app.canvas.deselectAll?.();
-        window.app.canvas.setDirty(true, true);
-      });
+      // Move the editor clear of the other nodes and show it at zoom 1.
+      await page.evaluate((id) => {
+        const app = window.app;
+        const n = app.graph.getNodeById(id);
+        const right = Math.max(...app.graph._nodes.filter((m) => m !== n).map((m) => m.pos[0] + m.size[0]));
+        n.pos = [right + 200, 0];
+        n.setSize([460, 420]);
+        app.canvas.deselectAll?.();
+        app.canvas.ds.scale = 1;
+        app.canvas.ds.offset = [160 - n.pos[0], 120 - n.pos[1]];
+        app.canvas.setDirty(true, true);
+      }, editorId);
       await page.waitForTimeout(500);
       const clip = await page.evaluate((id) => {
         const app = window.app;
