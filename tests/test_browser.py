@@ -55,6 +55,8 @@ def test_editor_shows_image_from_load_image_and_stores_pixel_clicks(editor_run):
     assert checks["remove_nearest"] is True
     assert "at most 10" in checks["max_points_message"].lower()
     assert checks["box"] is not None and len(checks["box"]) == 4
+    assert checks["box_corner_resize"] is True
+    assert checks["point_drag"] is True
     assert checks["persistence"] is True
     assert checks["resize_mapping"] is True
 

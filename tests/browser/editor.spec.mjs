@@ -152,13 +152,27 @@ await main(async () => {
     s = await state();
     const moved = [box[0] + d[0], box[1] + d[1], box[2] + d[0], box[3] + d[1]];
     assert(same(s.box, moved), `moved box ${JSON.stringify(s.box)} == ${JSON.stringify(moved)}`);
+    // dragging a corner resizes the box (the opposite corner stays)
+    const C = [Math.round(W * 0.85), Math.round(H * 0.9)];
+    await drag([moved[2] - 0.5, moved[3] - 0.5], C);
+    s = await state();
+    const resized = [moved[0], moved[1], C[0] + 1, C[1] + 1];
+    assert(same(s.box, resized), `corner-resized box ${JSON.stringify(s.box)} == ${JSON.stringify(resized)}`);
     out.checks.box = s.box;
     // shift-click inside the box with no points removes the box
     await click(mid[0] + d[0], mid[1] + d[1], { shift: true });
     assert((await state()).box === null, "box removed");
+    out.checks.box_corner_resize = true;
 
     // 5) final clicks for the run
     for (const [x, y] of T) await click(x, y);
+    // dragging a point moves it
+    const Q = [Math.round(W * 0.1), Math.round(H * 0.9)];
+    await drag(T[0], Q);
+    s = await state();
+    assert(same(s.points[0], { x: Q[0], y: Q[1] }) && s.points.length === T.length, "dragged point: " + JSON.stringify(s.points));
+    await drag(Q, T[0]);
+    out.checks.point_drag = true;
     const finalState = await state();
     assert(finalState.points.length === T.length && finalState.box === null, "final clicks");
 
