@@ -145,7 +145,7 @@ const WORKFLOWS = [
       {
         id: "dino",
         type: "GroundingDinoModelLoader (segment anything)",
-        pos: [COL, 110],
+        pos: [COL, 130],
         size: [300, 60],
         inputs: [],
         outputs: [{ name: "GROUNDING_DINO_MODEL", type: "GROUNDING_DINO_MODEL" }],
@@ -155,7 +155,7 @@ const WORKFLOWS = [
       {
         id: "seg",
         type: "GroundingDinoSAMSegment (segment anything)",
-        pos: [COL, 220],
+        pos: [COL, 270],
         size: [300, 130],
         inputs: [
           { name: "sam_model", type: "SAM_MODEL" },
