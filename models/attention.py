@@ -5,8 +5,9 @@ SDMatte biases every self-attention score towards keys inside the prompt: an add
 each UNet level. Point maps are soft, so the bias is graded, not boolean.
 
 The UNet hands each transformer a bias *map* of shape (B, 1, h, w) at the latent grid; the
-processor resizes it to its own token grid (which may be non-square) and lets
-``scaled_dot_product_attention`` add it, so no (tokens x tokens) score matrix is built in Python.
+processor resizes it to its own token grid (which may be non-square), drops the keys the bias
+silences completely, and lets ``scaled_dot_product_attention`` add the rest, so no
+(tokens x tokens) score matrix is built in Python.
 """
 
 from __future__ import annotations
@@ -73,11 +74,33 @@ class PromptBiasAttnProcessor:
         temb: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q, k, v = _project(attn, hidden_states, encoder_hidden_states)
-        bias = None
-        if attention_mask is not None and encoder_hidden_states is None:
-            bias = bias_for_tokens(attention_mask, k.shape[2]).to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        if attention_mask is None or encoder_hidden_states is not None:
+            return _output(attn, F.scaled_dot_product_attention(q, k, v))
+        bias = bias_for_tokens(attention_mask, k.shape[2]).to(q.dtype)
+        out = torch.cat([_attend_to_prompt(q[i : i + 1], k[i : i + 1], v[i : i + 1], bias[i]) for i in range(q.shape[0])])
         return _output(attn, out)
+
+
+PRUNE_MARGIN = 1000.0
+
+
+def _attend_to_prompt(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """One sample's biased attention over only the keys the bias leaves any weight on.
+
+    A key whose bias is ``PRUNE_MARGIN`` below the largest bias gets softmax weight
+    exp(-1000 + score difference), which is exactly 0 in float32 and bfloat16 (and in float16)
+    for any realistic score; dropping such keys is therefore exact, and for a click or a small
+    box it removes most of the quadratic cost. Shapes: q, k, v (1, heads, tokens, head_dim);
+    bias (1, 1, tokens).
+    """
+    row = bias[0, 0]
+    keep = row > row.max() - PRUNE_MARGIN
+    if bool(keep.all()):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias.unsqueeze(0))
+    index = keep.nonzero().squeeze(1)
+    return F.scaled_dot_product_attention(
+        q, k.index_select(2, index), v.index_select(2, index), attn_mask=row[index].view(1, 1, 1, -1)
+    )
 
 
 class MaterializedAttnProcessor(PromptBiasAttnProcessor):

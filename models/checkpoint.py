@@ -142,6 +142,21 @@ def _read_folder(folder: Path, dtype: torch.dtype | None) -> LoadedWeights:
     return LoadedWeights(tensors, text_heads=heads)
 
 
+def read_component(source, component: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """Only ``component``'s tensors (prefix stripped), reading no more of a safetensors file than that."""
+    prefix = component + "."
+    if not isinstance(source, Mapping):
+        path = Path(os.fspath(source))
+        if path.is_dir() and (path / component).is_dir():
+            weights = next(path / component / n for n in COMPONENT_WEIGHT_FILES if (path / component / n).is_file())
+            return _read_file(weights, dtype)[0]
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return {k[len(prefix) :]: _convert(f.get_tensor(k), dtype) for k in f.keys() if k.startswith(prefix)}
+    tensors = read_weights(source, dtype).tensors
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def read_weights(source, dtype: torch.dtype | None = None) -> LoadedWeights:
     """A checkpoint path, folder or state dict -> flat tensors (optionally converted to ``dtype``)."""
     if isinstance(source, Mapping):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .architecture import infer_architecture, split_components
-from .checkpoint import read_weights
+from .checkpoint import read_component, read_weights
 from .errors import CheckpointError
 from .matting_model import MattingModel
 from .text import CaptionEmbedder, build_text_encoder, reset_position_ids, text_model_keys
@@ -73,14 +73,20 @@ def load_matting_model(
 
     with torch.device("meta"):
         model = MattingModel(arch)
-        text_encoder = build_text_encoder(arch.text_encoder)
     _assign(model.unet, parts["unet"], "unet")
     _assign(model.vae, {k: v.float() for k, v in parts["vae"].items()}, "vae")
-    _assign(text_encoder, text_model_keys(text_encoder, parts["text_encoder"]), "text_encoder")
-    reset_position_ids(text_encoder)
 
-    model.captions = CaptionEmbedder(text_encoder)
-    model.empty_caption = model.captions("").to(model.dtype)
+    def load_text_encoder(tensors=None):
+        tensors = tensors if tensors is not None else read_component(source, "text_encoder", dtype)
+        with torch.device("meta"):
+            encoder = build_text_encoder(arch.text_encoder)
+        _assign(encoder, text_model_keys(encoder, tensors), "text_encoder")
+        reset_position_ids(encoder)
+        return encoder.requires_grad_(False)
+
+    model.captions = CaptionEmbedder(load_text_encoder)
+    # The default caption, embedded now with the tensors at hand; the encoder is then let go.
+    model.empty_caption = model.captions("", load_text_encoder(parts.pop("text_encoder"))).to(model.dtype)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)

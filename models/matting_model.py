@@ -101,9 +101,11 @@ class MattingModel(nn.Module):
         image = image.to(device, self.vae_dtype)
         prompt_map = prompt_map.to(device, self.vae_dtype)
 
-        # One encoder pass for the image and its prompt map (3-channel, like an image).
-        latents = self.vae.encode_scaled(torch.cat([image, prompt_map.expand(-1, 3, -1, -1)]))
-        latents = torch.cat(latents.split(batch), dim=1).to(self.dtype)
+        # Two encoder passes rather than one on a doubled batch: the encoder's full-resolution
+        # activations are the largest tensors of the whole model.
+        image_latent = self.vae.encode_scaled(image)
+        prompt_latent = self.vae.encode_scaled(prompt_map.expand(-1, 3, -1, -1))
+        latents = torch.cat([image_latent, prompt_latent], dim=1).to(self.dtype)
 
         condition = self.unet.condition(transparent.to(device), coords.to(device), self.dtype)
         bias = prompt_attention_bias(prompt_map, self.dtype) if kind in MASKED_KINDS else None
@@ -116,14 +118,14 @@ class MattingModel(nn.Module):
 
         Derived from where the activations peak: the autoencoder's full-resolution stage keeps
         about six maps of its widest full-resolution width alive (resnet input, normed, conv
-        output, skip, and the upsampled input of the previous stage); the encoder runs on image +
-        prompt map (2B). The UNet keeps its skip connections (3 per level) plus a working set,
+        output, skip, and the upsampled input of the previous stage); image and prompt map are
+        encoded one after the other. The UNet keeps its skip connections (3 per level) plus a working set,
         about 24 maps of its first-level width at the latent grid, and fused attention needs no
         (tokens x tokens) matrix. A 25 % margin covers allocator slack.
         """
         pixels = height * width
         vae_width = self._vae_full_resolution_width()
-        vae_bytes = 2 * batch * pixels * vae_width * 6 * _itemsize(self.vae_dtype)
+        vae_bytes = batch * pixels * vae_width * 6 * _itemsize(self.vae_dtype)
         latent_pixels = pixels // (LATENT_STRIDE * LATENT_STRIDE)
         unet_bytes = batch * latent_pixels * self.arch.unet.block_out_channels[0] * 24 * _itemsize(self.dtype)
         return int((vae_bytes + unet_bytes) * 1.25)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import Callable
 
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel
@@ -86,23 +87,28 @@ def caption_token_ids(caption: str, length: int) -> torch.Tensor:
 
 
 class CaptionEmbedder:
-    """Caption -> (1, 77, width) embedding; the text encoder never leaves the CPU.
+    """Caption -> (1, 77, width) embedding on the CPU.
 
-    Not an ``nn.Module`` on purpose: moving the matting model to the compute device must not
-    move the text encoder with it.
+    Not an ``nn.Module`` on purpose: moving the matting model to the compute device must not move
+    the text encoder with it. The encoder is not even kept in memory: ``load_encoder`` rebuilds
+    it for a caption not seen before (rare: the default caption is embedded at load time), and
+    the last few embeddings are cached.
     """
 
-    def __init__(self, text_encoder: CLIPTextModel):
-        self.text_encoder = text_encoder.eval().requires_grad_(False)
-        self.length = text_encoder.config.max_position_embeddings
+    CACHE_SIZE = 16
+
+    def __init__(self, load_encoder: Callable[[], CLIPTextModel]):
+        self._load_encoder = load_encoder
         self._cache: dict[str, torch.Tensor] = {}
 
     @torch.inference_mode()
-    def __call__(self, caption: str) -> torch.Tensor:
+    def __call__(self, caption: str, encoder: CLIPTextModel | None = None) -> torch.Tensor:
         if caption not in self._cache:
-            ids = caption_token_ids(caption, self.length).to(self.text_encoder.device)
-            embedding = self.text_encoder(input_ids=ids).last_hidden_state
-            if len(self._cache) >= 16:
+            ids = caption_token_ids(caption, length=77)  # checked against the encoder below
+            encoder = encoder if encoder is not None else self._load_encoder()
+            if encoder.config.max_position_embeddings != ids.shape[1]:
+                ids = caption_token_ids(caption, encoder.config.max_position_embeddings)
+            if len(self._cache) >= self.CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))
-            self._cache[caption] = embedding
+            self._cache[caption] = encoder.eval()(input_ids=ids).last_hidden_state.float()
         return self._cache[caption]

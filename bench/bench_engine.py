@@ -1,0 +1,219 @@
+"""Benchmark: our engine vs the authors' formulation, full-size SDMatte, side by side in one run.
+
+    .venv/bin/python bench/bench_engine.py [--sizes 512 1024] [--keep /tmp/sdmatte_random.safetensors]
+
+Builds the full SD2-based SDMatte architecture (~1.3 B parameters) with random weights in a
+temporary safetensors file, then measures, each in a fresh subprocess so peaks do not mix:
+
+- ours: ``load_matting_model`` (meta device + assign, memory-mapped reads, the text encoder
+  released after the empty caption is embedded) and inference with fused SDPA attention;
+- reference formulation: what the authors' code does, expressed with our modules: construct
+  the modules with random initialisation, ``load_state_dict`` copies from a loaded file, the text
+  encoder kept and run on every call, and attention as materialised softmax(QK^T + bias).
+
+Prints one table: load seconds, seconds per image, peak RSS, and ours / reference ratios.
+Times are wall-clock on this machine (noisy: compare the ratios, measured in the same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _import_engine():
+    """Import the pack's ``models`` as package ``promptmatte`` from this checkout (any folder name)."""
+    spec = importlib.util.spec_from_file_location(
+        "promptmatte", REPO / "models" / "__init__.py", submodule_search_locations=[str(REPO / "models")]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["promptmatte"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def full_size_architecture(engine):
+    arch = importlib.import_module("promptmatte.architecture")
+    unet = arch.UNetArchitecture(
+        in_channels=8,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        layers_per_block=(2, 2, 2, 2),
+        transformer_layers_per_block=(1, 1, 1, 1),
+        down_cross_attention_dims=(1024, 1024, 1024, None),
+        up_cross_attention_dims=(None, 1024, 1024, 1024),
+        up_transformer_layers=(1, 1, 1, 1),
+        mid_cross_attention_dim=1024,
+        mid_transformer_layers=1,
+        use_linear_projection=True,
+        time_embed_dim=1280,
+        point_embedding_input_dim=1680,
+        bbox_embedding_input_dim=1280,
+        prompt_token_dim=1024,
+    )
+    vae = arch.KLAutoencoderArchitecture(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4)
+    text = arch.TextEncoderArchitecture(
+        vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
+        num_attention_heads=16, max_position_embeddings=77,
+    )
+    return arch.MattingArchitecture(family="sdmatte", unet=unet, vae=vae, text_encoder=text)
+
+
+def write_random_checkpoint(path: Path) -> int:
+    """Random weights in the released key layout; returns the parameter count."""
+    import torch
+    from safetensors.torch import save_file
+
+    engine = _import_engine()
+    matting_model = importlib.import_module("promptmatte.matting_model")
+    text = importlib.import_module("promptmatte.text")
+    arch = full_size_architecture(engine)
+    with torch.device("meta"):
+        model = matting_model.MattingModel(arch)
+        encoder = text.build_text_encoder(arch.text_encoder)
+    shapes = {f"unet.{k}": v.shape for k, v in model.unet.state_dict().items()}
+    shapes.update({f"vae.{k}": v.shape for k, v in model.vae.state_dict().items()})
+    state = encoder.state_dict()
+    prefix = "" if hasattr(encoder, "text_model") else "text_model."
+    shapes.update({f"text_encoder.{prefix}{k}": v.shape for k, v in state.items() if not k.endswith("position_ids")})
+    generator = torch.Generator().manual_seed(0)
+    tensors = {}
+    for key, shape in shapes.items():
+        if len(shape) == 1:
+            is_scale = key.endswith("weight") and "norm" in key
+            tensors[key] = torch.ones(shape) if is_scale else torch.zeros(shape)
+        else:
+            fan_in = max(1, int(torch.tensor(shape[1:]).prod()))
+            tensors[key] = torch.randn(shape, generator=generator) * fan_in**-0.5
+    save_file(tensors, str(path))
+    return sum(t.numel() for t in tensors.values())
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
+
+
+def measure(mode: str, checkpoint: str, size: int) -> dict:
+    """Runs in a child process: load, then one matting pass at size x size."""
+    import torch
+
+    engine = _import_engine()
+    start = time.perf_counter()
+    if mode == "ours":
+        model = engine.load_matting_model(checkpoint)
+    else:
+        model = _reference_load(engine, checkpoint)
+    load_seconds = time.perf_counter() - start
+    load_rss = _peak_rss_gb()
+
+    image = torch.rand(1, 3, size, size)
+    prompt = torch.zeros(1, 1, size, size)
+    prompt[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    coords = torch.tensor([[0.25, 0.25, 0.75, 0.75]])
+    start = time.perf_counter()
+    if mode == "ours":
+        alpha = model(image, prompt, coords, "box", torch.tensor([False]))
+    else:
+        alpha = _reference_forward(model, image, prompt, coords)
+    seconds = time.perf_counter() - start
+    assert alpha.shape == (1, 1, size, size) and torch.isfinite(alpha).all()
+    return {"load_s": load_seconds, "load_rss_gb": load_rss, "image_s": seconds, "peak_rss_gb": _peak_rss_gb()}
+
+
+def _reference_load(engine, checkpoint):
+    """The authors' path: modules built with random initialisation, then weights copied in."""
+    import torch
+    from safetensors.torch import load_file
+
+    architecture = importlib.import_module("promptmatte.architecture")
+    matting_model = importlib.import_module("promptmatte.matting_model")
+    text = importlib.import_module("promptmatte.text")
+    state = load_file(checkpoint)
+    arch = architecture.infer_architecture({k: tuple(v.shape) for k, v in state.items()})
+    model = matting_model.MattingModel(arch)
+    encoder = text.build_text_encoder(arch.text_encoder)
+    parts = architecture.split_components(state)
+    model.unet.load_state_dict(parts["unet"])
+    model.vae.load_state_dict(parts["vae"])
+    encoder.load_state_dict(text.text_model_keys(encoder, parts["text_encoder"]), strict=False)
+    del state, parts
+    model.reference_text_encoder = encoder.eval()
+    model.use_reference_attention(True)
+    return model.eval().requires_grad_(False)
+
+
+def _reference_forward(model, image, prompt, coords):
+    """Per call: text encoder on the caption tokens, separate VAE passes, materialised attention."""
+    import torch
+
+    text = importlib.import_module("promptmatte.text")
+    attention = importlib.import_module("promptmatte.attention")
+    with torch.inference_mode():
+        caption = model.reference_text_encoder(input_ids=text.caption_token_ids("", 77)).last_hidden_state
+        image_latent = model.vae.encode_scaled(image)
+        prompt_latent = model.vae.encode_scaled(prompt.repeat(1, 3, 1, 1))
+        condition = model.unet.condition(torch.tensor([False]), coords, torch.float32)
+        bias = attention.prompt_attention_bias(prompt, torch.float32)
+        out = model.unet(torch.cat([image_latent, prompt_latent], 1), condition, caption, bias)
+        return model.vae.decode_matte(out)
+
+
+def _child(mode: str, checkpoint: str, size: int) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", mode, checkpoint, str(size)],
+        capture_output=True, text=True, check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{mode} at {size} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--keep", type=Path, help="reuse / keep the random checkpoint at this path")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, checkpoint, size = args.child
+        print(json.dumps(measure(mode, checkpoint, int(size))))
+        return
+
+    workdir = tempfile.TemporaryDirectory(prefix="promptmatte-bench-")
+    checkpoint = args.keep or Path(workdir.name) / "sdmatte_random.safetensors"
+    if not checkpoint.exists():
+        count = write_random_checkpoint(checkpoint)
+        print(f"random full-size SDMatte: {count / 1e9:.2f} B parameters, {checkpoint.stat().st_size / 1e9:.1f} GB")
+    rows = []
+    for size in args.sizes:
+        # interleave the two modes so machine noise hits both alike
+        ours = _child("ours", str(checkpoint), size)
+        reference = _child("reference", str(checkpoint), size)
+        rows.append((size, ours, reference))
+        print(f"measured {size}: ours {ours} / reference {reference}", flush=True)
+
+    print()
+    print("| size | load s (ours / ref = ratio) | s per image (ours / ref = ratio) | peak RSS GB (ours / ref = ratio) |")
+    print("|---|---|---|---|")
+    for size, ours, ref in rows:
+        cells = [
+            f"{ours[k]:.1f} / {ref[k]:.1f} = **{ours[k] / ref[k]:.2f}×**" for k in ("load_s", "image_s", "peak_rss_gb")
+        ]
+        print(f"| {size}² | " + " | ".join(cells) + " |")
+    workdir.cleanup()
+
+
+if __name__ == "__main__":
+    main()
