@@ -267,3 +267,23 @@ def test_copied_checkpoint_shares_nothing_with_the_source(engine, golden_dir, tm
     model = engine.load_matting_model(path)
     path.unlink()
     assert _matches_reference(model, box_case)
+
+
+def test_caption_is_embedded_on_demand_and_changes_the_matte(engine, golden_dir, box_case, comfy_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(comfy_path))
+    model = engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors")
+    args, _ = box_case
+    plain = model(*args)
+    captioned = model(*args, caption="a cat")
+    assert float((plain - captioned).abs().max()) > 1e-4
+    assert torch.equal(captioned, model(*args, caption="a cat"))
+    assert torch.equal(plain, model(*args, caption=""))
+
+
+def test_fully_masked_prompt_equals_unmasked_attention(engine, golden_dir):
+    """An all-zero prompt map biases every key alike: the pruned path must keep all keys."""
+    model = engine.load_matting_model(golden_dir / "litesdmatte_tiny" / "model.safetensors")
+    args = (torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64), torch.tensor([[0.0, 0.0, 0.0, 0.0]]), "mask", torch.tensor([False]))
+    fused = model(*args)
+    model.use_reference_attention(True)
+    assert float((fused - model(*args)).abs().max()) <= 1e-5
