@@ -58,6 +58,19 @@ def estimate_foreground(
             f"image {tuple(image.shape)} and alpha {tuple(alpha.shape)} differ in batch or size; "
             "give one alpha per image, of the image's size"
         )
+    if image.shape[0] > 1:  # one item at a time bounds the memory to one image's temporaries
+        outs = [
+            estimate_foreground(
+                image[i: i + 1], alpha[i: i + 1], regularization=regularization,
+                n_small_iterations=n_small_iterations, n_big_iterations=n_big_iterations,
+                small_size=small_size, gradient_weight=gradient_weight, return_background=True,
+            )
+            for i in range(image.shape[0])
+        ]
+        fg = torch.cat([o[0] for o in outs])
+        if return_background:
+            return fg, torch.cat([o[1] for o in outs])
+        return fg
     out_dtype = image.dtype if image.is_floating_point() else torch.float32
     work_dtype = torch.float64 if out_dtype == torch.float64 else torch.float32
     img0 = image.to(work_dtype)
@@ -100,10 +113,14 @@ def estimate_foreground(
             for colour in (parity, ~parity):
                 nf = _neighbours(fg)
                 nb = _neighbours(bg)
-                sf = rhs_f + weights[0] * nf[0] + weights[1] * nf[1] + weights[2] * nf[2] + weights[3] * nf[3]
-                sb = rhs_b + weights[0] * nb[0] + weights[1] * nb[1] + weights[2] * nb[2] + weights[3] * nb[3]
-                new_f = ((m11 * sf - m01 * sb) * inv_det).clamp_(0.0, 1.0)
-                new_b = ((m00 * sb - m01 * sf) * inv_det).clamp_(0.0, 1.0)
+                sf = rhs_f.clone()
+                sb = rhs_b.clone()
+                for wd, fd, bd in zip(weights, nf, nb):
+                    sf.addcmul_(wd, fd)
+                    sb.addcmul_(wd, bd)
+                new_f = (m11 * sf).sub_(m01 * sb).mul_(inv_det).clamp_(0.0, 1.0)
+                new_b = (m00 * sb).sub_(m01 * sf).mul_(inv_det).clamp_(0.0, 1.0)
+                del sf, sb, nf, nb
                 fg = torch.where(colour, new_f, fg)
                 bg = torch.where(colour, new_b, bg)
     fg = fg.to(out_dtype)

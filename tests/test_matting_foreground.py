@@ -61,3 +61,20 @@ def test_batches_and_float64_and_odd_sizes(M):
 def test_shape_mismatch_is_refused(M):
     with pytest.raises(M.PromptError, match="differ in batch or size"):
         M.estimate_foreground(torch.rand(1, 3, 32, 32), torch.rand(1, 1, 16, 16))
+
+
+def test_agrees_with_pymatting_when_installed(M):
+    """Reference check against pymatting's estimate_foreground_ml (not a project dependency:
+    it needs numba). Ours sweeps red-black instead of pixel by pixel, so it agrees closely, not exactly."""
+    pymatting = pytest.importorskip("pymatting")
+    g = torch.Generator().manual_seed(0)
+    image, alpha, fg, bg = _scene(96, 128)
+    fg = (fg + 0.1 * torch.randn(fg.shape, generator=g)).clamp(0, 1)
+    bg = (bg + 0.1 * torch.randn(bg.shape, generator=g)).clamp(0, 1)
+    image = alpha * fg + (1 - alpha) * bg
+    ours = M.estimate_foreground(image, alpha)[0].permute(1, 2, 0).numpy()
+    ref = pymatting.estimate_foreground_ml(image[0].permute(1, 2, 0).numpy(), alpha[0, 0].numpy())
+    assert abs(ours - ref).mean() < 0.01
+    semi = ((alpha[0, 0] > 0.05) & (alpha[0, 0] < 0.95)).numpy()
+    truth = fg[0].permute(1, 2, 0).numpy()
+    assert abs(ours - truth)[semi].mean() <= abs(ref - truth)[semi].mean() * 1.1
