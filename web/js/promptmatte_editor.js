@@ -743,21 +743,27 @@ class MatteEditor {
       ctx.fillText(String(i + 1), px, py + 0.5);
     });
     ctx.restore();
+    if (!state.points.length && !state.box && !this.message) {
+      this.drawBanner(ctx, cw, ch - 28, "Click on the subject · drag for a box");
+    }
     this.drawMessage(ctx, cw);
   }
 
-  drawMessage(ctx, cw) {
-    if (!this.message) return;
+  drawBanner(ctx, cw, y, text) {
     ctx.save();
     ctx.font = "12px sans-serif";
-    const tw = Math.min(cw - 12, ctx.measureText(this.message).width + 16);
-    ctx.fillStyle = "rgba(0,0,0,0.75)";
-    ctx.fillRect((cw - tw) / 2, 6, tw, 22);
+    const tw = Math.min(cw - 12, ctx.measureText(text).width + 16);
+    ctx.fillStyle = "rgba(0,0,0,0.6)";
+    ctx.fillRect((cw - tw) / 2, y, tw, 22);
     ctx.fillStyle = "#fff";
     ctx.textAlign = "center";
     ctx.textBaseline = "middle";
-    ctx.fillText(this.message, cw / 2, 17, cw - 16);
+    ctx.fillText(text, cw / 2, y + 11, cw - 16);
     ctx.restore();
+  }
+
+  drawMessage(ctx, cw) {
+    if (this.message) this.drawBanner(ctx, cw, 6, this.message);
   }
 
   updateStatus(state) {
