@@ -130,3 +130,22 @@ def test_prompt_scaled_and_cropped(M):
     assert q.points == ((100.0, 50.0),) and q.source_size == (200, 400)
     b = M.Prompt.from_box(10, 20, 60, 80).cropped(5, 10, 50, 70)
     assert b.box == (5.0, 10.0, 45.0, 60.0) and b.source_size == (60, 45)
+
+
+def test_matting_core_imports_without_comfyui(pack, tmp_path):
+    """matting/ is plain torch: importing it pulls in no ComfyUI module (and no scipy)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "PromptMatte").symlink_to(repo, target_is_directory=True)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import PromptMatte.matting as m; "
+        "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('comfy', 'comfy_api', 'folder_paths', "
+        "'nodes', 'server', 'scipy')); print(bad); assert not bad, bad; "
+        "assert {'Prompt', 'PromptError', 'parse_points_json', 'render_prompt', 'matte', "
+        "'estimate_foreground', 'trimap_from_mask', 'clean_trimap'} <= set(m.__all__)"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
