@@ -119,7 +119,8 @@ def crop_box(prompt: Prompt, height: int, width: int, margin: float, square: boo
     """(x0, y0, x1, y1) integer crop around ``prompt`` (in image pixels) for focus="crop".
 
     The prompt's bounding box grown by ``margin`` × its longer side on every side,
-    at least ``MIN_CROP_SIDE`` px (and half the longer image side around clicks), made square when ``square`` (for stretch resizing), kept inside the image.
+    at least ``MIN_CROP_SIDE`` px (and half the longer image side around clicks),
+    made square when ``square`` (for stretch resizing), shifted to stay inside the image.
     Trimap and automatic prompts use the whole image.
     """
     bb = prompt.bounding_box() if prompt.kind in ("point", "box", "mask") else None
