@@ -67,12 +67,8 @@ def test_large_disks_agree_with_kornia_morphology(M):
         assert torch.equal(trimap._erode(1 - mask, r), erosion(1 - mask, k))
 
 
-def test_large_radius_on_a_big_mask_is_quick(M):
-    import time
-
+def test_large_radius_on_a_big_mask(M):
     mask = torch.zeros(1, 1024, 1024)
     mask[:, 200:800, 300:700] = 1
-    t = time.perf_counter()
     tri = M.trimap_from_mask(mask, erode=25, dilate=25)
-    assert time.perf_counter() - t < 10.0  # ~0.3 s on an idle core; kornia's own engines take minutes here
     assert tri[0, 500, 300 + 25] == 1 and tri[0, 500, 300 + 24] == 0.5 and tri[0, 500, 300 - 26] == 0
