@@ -65,10 +65,34 @@ def known_models() -> dict[str, dict]:
         return json.load(f)["models"]
 
 
+HF_COMPONENTS = ("unet", "vae")  # a folder holding these is one model in the authors' HF layout
+
+
+def hf_folders() -> dict[str, str]:
+    """Model folders in the authors' Hugging Face layout (``<name>/unet/``, ``<name>/vae/``, ...)
+    directly inside an sdmatte folder: name -> full path (first folder wins)."""
+    found: dict[str, str] = {}
+    for base in model_folders():
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            continue
+        for e in entries:
+            if e.name.startswith(".") or e.name in found or not e.is_dir():
+                continue
+            if all(os.path.isdir(os.path.join(e.path, c)) for c in HF_COMPONENTS):
+                found[e.name] = e.path
+    return found
+
+
 def checkpoint_names() -> list[str]:
-    """Files found in the sdmatte folders, plus the known weights (downloaded on first use)."""
+    """Files found in the sdmatte folders, HF-layout model folders (listed as one entry, not as
+    their component files), plus the known weights (downloaded on first use)."""
     register_model_folder()
-    names = set(folder_paths.get_filename_list(FOLDER_NAME))
+    folders = hf_folders()
+    names = {n for n in folder_paths.get_filename_list(FOLDER_NAME)
+             if n.replace("\\", "/").split("/", 1)[0] not in folders and not n.startswith(".")}
+    names.update(folders)
     names.update(known_models())
     return sorted(names, key=str.lower)
 
@@ -91,7 +115,7 @@ def _offline() -> bool:
 def resolve_checkpoint(ckpt_name: str) -> str:
     """Full path of ``ckpt_name``; downloads a known but absent file first."""
     register_model_folder()
-    path = folder_paths.get_full_path(FOLDER_NAME, ckpt_name)
+    path = folder_paths.get_full_path(FOLDER_NAME, ckpt_name) or hf_folders().get(ckpt_name)
     if path is not None:
         return path
     folders = ", ".join(model_folders())

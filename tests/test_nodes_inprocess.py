@@ -382,3 +382,23 @@ def test_error_bad_bboxes_and_segs(c):
     assert "hex" in error_of(c.outputs, "PromptMatteComposite", image=torch.rand(1, 8, 8, 3),
                              alpha=torch.ones(1, 8, 8), background="color", color="green",
                              estimate_foreground=False)
+
+
+def test_hugging_face_layout_folder(c, mod, comfy_base_dir, golden_dir, image):
+    """A model folder in the authors' HF layout (unet/, vae/, text_encoder/) is one entry."""
+    from safetensors.torch import load_file, save_file
+
+    folder = comfy_base_dir / "models" / "sdmatte" / "SDMatte_hf"
+    tensors = load_file(str(golden_dir / "sdmatte_tiny" / "model.safetensors"))
+    try:
+        for comp in ("unet", "vae", "text_encoder"):
+            (folder / comp).mkdir(parents=True)
+            part = {k[len(comp) + 1:]: v for k, v in tensors.items() if k.startswith(comp + ".")}
+            save_file(part, str(folder / comp / "diffusion_pytorch_model.safetensors"))
+        names = mod["weights"].checkpoint_names()
+        assert "SDMatte_hf" in names
+        assert not any(n.startswith("SDMatte_hf/") or n.startswith("SDMatte_hf\\") for n in names)
+        (patcher,) = c.outputs("PromptMatteModelLoader", ckpt_name="SDMatte_hf", precision="fp32")
+        assert apply(c, patcher, image).shape == (1, IMG, IMG)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
