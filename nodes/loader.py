@@ -95,14 +95,15 @@ def _settable_device(model: torch.nn.Module) -> bool:
 def load_patcher(path: str, precision: str = "auto"):
     """Load (or share the already loaded copy of) ``path`` wrapped in a ModelPatcher."""
     st = os.stat(path)
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, precision)
+    load_device = mm.get_torch_device()
+    offload_device = mm.unet_offload_device()
+    dtype = pick_dtype(precision, load_device)
+    # "auto" and the precision it resolves to share one copy
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, dtype)
     with _cache_lock:
         patcher = _cache.get(key)
         if patcher is not None:
             return patcher
-        load_device = mm.get_torch_device()
-        offload_device = mm.unet_offload_device()
-        dtype = pick_dtype(precision, load_device)
         net = load_matting_model(path, device=offload_device, dtype=dtype)  # CheckpointError → UI
         net.eval().requires_grad_(False)
         make_streamable(net)
@@ -114,20 +115,30 @@ def load_patcher(path: str, precision: str = "auto"):
 
 def make_resident(patcher, memory_required: int) -> None:
     """Ask ComfyUI to put the model on its device, freeing room for ``memory_required`` more bytes
-    of activations; after a partial (low-VRAM) load, move the small leftovers (buffers, layers
-    ComfyUI cannot stream) so every forward runs on the load device."""
+    of activations (it unloads or offloads other models as needed).
+
+    After a partial (low-VRAM) load the streamed layers keep their weights on the offload device
+    and cast them per call; what cannot be streamed (buffers, layers with other parameters) and
+    the layer whose weight tells the network its device (``unet.conv_in``: inputs go where it is)
+    are small, so they are moved to the load device for every forward to run there."""
     mm.load_models_gpu([patcher], memory_required=int(memory_required))
     model = patcher.model
-    if getattr(model, "model_lowvram", False):
-        dev = patcher.load_device
-        for m in model.modules():
-            for name, buf in m._buffers.items():
-                if buf is not None and buf.device != dev:
-                    m._buffers[name] = buf.to(dev)
-            if not getattr(m, "comfy_cast_weights", False) and not hasattr(m, "comfy_patched_weights"):
-                for name, p in m._parameters.items():
-                    if p is not None and p.device != dev and not isinstance(m, tuple(_STREAMABLE.values())):
-                        m._parameters[name] = torch.nn.Parameter(p.data.to(dev), requires_grad=False)
+    if not getattr(model, "model_lowvram", False):
+        return
+    dev = patcher.load_device
+    streamed = tuple(_STREAMABLE.values())
+    for m in model.modules():
+        for name, buf in m._buffers.items():
+            if buf is not None and buf.device != dev:
+                m._buffers[name] = buf.to(dev)
+        if isinstance(m, streamed):
+            continue
+        for name, p in m._parameters.items():
+            if p is not None and p.device != dev:
+                m._parameters[name] = torch.nn.Parameter(p.data.to(dev), requires_grad=False)
+    anchor = getattr(getattr(network(patcher), "unet", None), "conv_in", None)
+    if isinstance(anchor, torch.nn.Module):
+        anchor.to(dev)
 
 
 class PromptMatteModelLoader(io.ComfyNode):

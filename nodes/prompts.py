@@ -82,7 +82,7 @@ class PromptMattePoints(io.ComfyNode):
             category=CATEGORY,
             description="Clicks on the subject (1 to 10) as a matting prompt.",
             inputs=[io.String.Input(
-                "points", multiline=True, default='[{"x": 0, "y": 0}]',
+                "points", multiline=True, default="[]", placeholder='[{"x": 10, "y": 20}]',
                 tooltip=('Clicks as JSON [{"x": 10, "y": 20}, ...] in pixels of the image to matte, in '
                          "click order, at most 10 (KJNodes Points Editor 'coord_str' works as is).")),
             ],
