@@ -21,6 +21,7 @@ import torch
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.ops
+import folder_paths
 from comfy_api.latest import io
 
 from ..models import load_matting_model
@@ -169,6 +170,15 @@ class PromptMatteModelLoader(io.ComfyNode):
                 tooltip="The matting model, managed by ComfyUI (moved to the GPU when used, offloaded "
                         "when other models need memory, unloaded by 'Unload models').")],
         )
+
+    @classmethod
+    def fingerprint_inputs(cls, ckpt_name: str, precision: str):
+        # a file replaced under the same name is loaded again
+        path = folder_paths.get_full_path(weights.FOLDER_NAME, ckpt_name) or weights.hf_folders().get(ckpt_name)
+        if path is None:
+            return (ckpt_name, precision)
+        st = os.stat(path)
+        return (ckpt_name, precision, st.st_mtime_ns, st.st_size)
 
     @classmethod
     def execute(cls, ckpt_name: str, precision: str) -> io.NodeOutput:

@@ -402,3 +402,16 @@ def test_hugging_face_layout_folder(c, mod, comfy_base_dir, golden_dir, image):
         assert apply(c, patcher, image).shape == (1, IMG, IMG)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_loader_fingerprint_follows_the_file(c, comfy_base_dir):
+    cls = c["PromptMatteModelLoader"]
+    path = comfy_base_dir / "models" / "sdmatte" / "fingerprint.safetensors"
+    path.write_bytes(b"1234")
+    try:
+        first = cls.fingerprint_inputs(ckpt_name=path.name, precision="auto")
+        path.write_bytes(b"123456")
+        assert cls.fingerprint_inputs(ckpt_name=path.name, precision="auto") != first
+    finally:
+        path.unlink()
+    assert cls.fingerprint_inputs(ckpt_name="SDMatte.pth", precision="auto") == ("SDMatte.pth", "auto")
