@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from comfy_api.latest import ComfyExtension, io
@@ -25,14 +24,12 @@ NODES: list[type[io.ComfyNode]] = [
     PromptMatteComposite,
 ]
 
-# The interactive editor node is written separately; add it when its module is there.
+# The interactive editor node is written separately; add it when its module is there (an error
+# inside it is not hidden: ComfyUI reports the pack as failed to import).
 if os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(__file__)), "editor.py")):
-    try:
-        from .editor import PromptMatteEditor
-    except Exception:  # keep the other nodes usable if the editor fails to import
-        logging.getLogger("PromptMatte").exception("PromptMatte: the editor node failed to import")
-    else:
-        NODES.append(PromptMatteEditor)
+    from .editor import PromptMatteEditor
+
+    NODES.append(PromptMatteEditor)
 
 
 class PromptMatteExtension(ComfyExtension):

@@ -415,3 +415,15 @@ def test_loader_fingerprint_follows_the_file(c, comfy_base_dir):
     finally:
         path.unlink()
     assert cls.fingerprint_inputs(ckpt_name="SDMatte.pth", precision="auto") == ("SDMatte.pth", "auto")
+
+
+def test_error_resolution_not_multiple_of_64(c, model, image):
+    msg = error_of(apply, c, model, image, None, resolution=100)
+    assert "multiple of 64" in msg
+
+
+def test_editor_node_registered_when_present(c, comfy_base_dir):
+    from pathlib import Path
+
+    editor = Path(c.module.__file__).parent / "nodes" / "editor.py"
+    assert ("PromptMatteEditor" in c.classes) == editor.is_file()
