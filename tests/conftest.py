@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -111,7 +112,9 @@ def comfy_server(comfy_path, comfy_base_dir):
     """A real ComfyUI server (subprocess) with PromptMatte loaded; fails if
     ComfyUI could not import the pack."""
     global _running_server
-    server = comfy_host.ComfyServer(comfy_base_dir, comfy=comfy_path)
+    # PROMPTMATTE_COMFY_ARGS: extra main.py arguments, e.g. "--front-end-root DIR"
+    extra = shlex.split(os.environ.get("PROMPTMATTE_COMFY_ARGS", ""))
+    server = comfy_host.ComfyServer(comfy_base_dir, comfy=comfy_path, extra_args=extra)
     _running_server = server
     try:
         server.start(timeout=float(os.environ.get("PROMPTMATTE_SERVER_TIMEOUT", "120")))
