@@ -58,7 +58,9 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
         bar.update_absolute(done, total)
         mm.throw_exception_if_processing_interrupted()
 
-    alpha = matte(model_fn, image.to(patcher.load_device), prompts, resolution=resolution,
+    # The batch stays on the intermediate device (CPU): the network moves each chunk to its own
+    # device and returns the chunk's alpha there, so a long video batch never sits in VRAM.
+    alpha = matte(model_fn, image.to(mm.intermediate_device()), prompts, resolution=resolution,
                   resize=resize, focus=focus, margin=margin, transparent=transparent,
                   merge_objects=merge_objects, chunk_size=chunk, on_item=on_item)
     if torch.isnan(alpha).any():
