@@ -142,6 +142,17 @@ def _read_folder(folder: Path, dtype: torch.dtype | None) -> LoadedWeights:
     return LoadedWeights(tensors, text_heads=heads)
 
 
+def is_memory_mapped(source) -> bool:
+    """Whether ``read_weights(source)`` returns lazy views of a file map (safetensors sources)."""
+    if isinstance(source, Mapping):
+        return False
+    path = Path(os.fspath(source))
+    if path.is_dir():
+        text_files = [path / "model.safetensors"] + [path / "text_encoder" / n for n in COMPONENT_WEIGHT_FILES[:2]]
+        return any(f.is_file() for f in text_files)
+    return path.suffix == ".safetensors"
+
+
 def read_component(source, component: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """Only ``component``'s tensors (prefix stripped), reading no more of a safetensors file than that."""
     prefix = component + "."

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from .architecture import infer_architecture, split_components
-from .checkpoint import read_component, read_weights
+from .checkpoint import is_memory_mapped, read_component, read_weights
 from .errors import CheckpointError
 from .matting_model import MattingModel
 from .text import CaptionEmbedder, build_text_encoder, reset_position_ids, text_model_keys
@@ -85,8 +85,13 @@ def load_matting_model(
         return encoder.requires_grad_(False)
 
     model.captions = CaptionEmbedder(load_text_encoder)
-    # The default caption, embedded now with the tensors at hand; the encoder is then let go.
-    model.empty_caption = model.captions("", load_text_encoder(parts.pop("text_encoder"))).to(model.dtype)
+    # The default caption is embedded now and the encoder let go. From a safetensors file the
+    # encoder is read again through its own memory map, which is unmapped afterwards: its pages,
+    # once touched through the map the UNet keeps, would stay resident for the model's lifetime.
+    text_tensors = parts.pop("text_encoder")
+    encoder = load_text_encoder(None if is_memory_mapped(source) else text_tensors)
+    del text_tensors
+    model.empty_caption = model.captions("", encoder).to(model.dtype)
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)
