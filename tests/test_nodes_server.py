@@ -217,7 +217,12 @@ def test_interrupted_batch_leaves_the_server_answering(client, uploads):
 def test_free_unloads_and_the_next_run_reloads(client, uploads):
     client.run(graph(uploads["plain"], PROMPTS["box"](), prefix="before_free", margin=0.21))
     client.free(unload_models=True, free_memory=True)
-    time.sleep(0.5)
-    result = client.run(graph(uploads["plain"], PROMPTS["box"](), prefix="after_free", margin=0.21))
+    # ComfyUI applies the /free flags when its worker next wakes, which can be right after the next
+    # prompt: within two runs the node cache is gone and the loader runs again.
+    for attempt in range(3):
+        time.sleep(0.5)
+        result = client.run(graph(uploads["plain"], PROMPTS["box"](), prefix=f"after_free{attempt}", margin=0.21))
+        if "2" in result.executed_nodes:
+            break
     assert "2" in result.executed_nodes  # the node cache was dropped: the loader ran again
     assert saved(client, result, "6").mode == "RGBA"
