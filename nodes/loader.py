@@ -73,8 +73,9 @@ def make_streamable(module: torch.nn.Module) -> int:
     return n
 
 
-class _Holder(torch.nn.Module):
-    """Used only if the network's ``device`` cannot be assigned (ModelPatcher writes it)."""
+class SDMatteModule(torch.nn.Module):
+    """What the ModelPatcher holds when the network's ``device`` is read-only (ModelPatcher writes
+    ``model.device``); the network is ``.net`` (use ``network(patcher)`` to get it either way)."""
 
     def __init__(self, net: torch.nn.Module, device: torch.device):
         super().__init__()
@@ -85,7 +86,7 @@ class _Holder(torch.nn.Module):
 def network(patcher) -> torch.nn.Module:
     """The matting network inside a PROMPTMATTE_MODEL."""
     m = patcher.model
-    return m.net if isinstance(m, _Holder) else m
+    return m.net if isinstance(m, SDMatteModule) else m
 
 
 def _settable_device(model: torch.nn.Module) -> bool:
@@ -108,7 +109,7 @@ def load_patcher(path: str, precision: str = "auto"):
         net = load_matting_model(path, device=offload_device, dtype=dtype)  # CheckpointError → UI
         net.eval().requires_grad_(False)
         make_streamable(net)
-        model = net if _settable_device(net) else _Holder(net, offload_device)
+        model = net if _settable_device(net) else SDMatteModule(net, offload_device)
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
         _cache[key] = patcher
         return patcher

@@ -1,7 +1,8 @@
 """Custom socket types shared by the PromptMatte nodes (declared once, here).
 
-- ``PROMPTMATTE_MODEL``: a ComfyUI ``ModelPatcher`` whose ``.model`` is the matting network
-  returned by ``models.load_matting_model``.
+- ``PROMPTMATTE_MODEL``: a ComfyUI ``ModelPatcher`` around the matting network returned by
+  ``models.load_matting_model``; get the network with ``nodes.loader.network(patcher)``
+  (``patcher.model`` is a thin holder when the network's ``device`` is a read-only property).
 - ``PROMPTMATTE_PROMPT``: a Python ``list`` of ``matting.Prompt`` (coordinates in image pixels).
 """
 
