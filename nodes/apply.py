@@ -15,7 +15,7 @@ from .types import CATEGORY, MattePrompt, MattingModel
 
 RESIZE = {"stretch (as the authors)": "stretch", "keep aspect": "keep_aspect"}
 FOCUS = {"whole image": "whole", "crop to prompt": "crop"}
-MAX_CHUNK = 4  # items per model call at most; smaller chunks = finer progress and interrupts
+MAX_CHUNK = 4  # items per model call at most on a GPU
 
 ALPHA_TOOLTIP = (
     "Alpha matte, 1 = foreground (like SAM and inpaint masks). Core 'Join Image with Alpha' and Load "
@@ -36,7 +36,9 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
                 caption, merge_objects) -> torch.Tensor:
     net = network(patcher)
     n_items = max(int(image.shape[0]), len(prompts or []))
-    chunk = max(1, min(n_items, MAX_CHUNK))
+    # On a GPU a few items per call run faster than one by one; on the CPU they do not, and one
+    # item per call gives the finest progress and interrupts.
+    chunk = 1 if mm.is_device_cpu(patcher.load_device) else max(1, min(n_items, MAX_CHUNK))
     # Memory asked of ComfyUI on top of the weights: the network's own estimate
     # (net.inference_memory_bytes) of the activations of one forward pass over `chunk` items at the
     # largest working size, resolution × resolution (keep-aspect and crops are never larger): VAE
