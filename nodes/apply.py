@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+
+import numpy as np
 import torch
+from PIL import Image
 
 import comfy.model_management as mm
+import folder_paths
 import comfy.utils
 from comfy_api.latest import io
 
@@ -15,6 +21,7 @@ from .types import CATEGORY, MattePrompt, MattingModel
 
 RESIZE = {"stretch (as the authors)": "stretch", "keep aspect": "keep_aspect"}
 FOCUS = {"whole image": "whole", "crop to prompt": "crop"}
+PREVIEW_MAX_SIDE = 1024
 MAX_CHUNK = 4  # items per model call at most on a GPU
 
 ALPHA_TOOLTIP = (
@@ -71,6 +78,21 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
     return alpha.to(mm.intermediate_device())
 
 
+def alpha_preview(alpha: torch.Tensor) -> dict:
+    """The first alpha as a grey PNG in ComfyUI's temp folder (for the prompt editor's overlay);
+    returns its /view reference."""
+    arr = (alpha[0].clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    img = Image.fromarray(arr, "L")
+    scale = PREVIEW_MAX_SIDE / max(img.size)
+    if scale < 1:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.BILINEAR)
+    folder = os.path.join(folder_paths.get_temp_directory(), "promptmatte")
+    os.makedirs(folder, exist_ok=True)
+    name = f"alpha_{uuid.uuid4().hex[:12]}.png"
+    img.save(os.path.join(folder, name), compress_level=1)
+    return {"filename": name, "subfolder": "promptmatte", "type": "temp"}
+
+
 class PromptMatteApply(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -117,4 +139,4 @@ class PromptMatteApply(io.ComfyNode):
         alpha = run_matting(model, image, prompt, transparent=transparent, resolution=resolution,
                             resize=RESIZE[resize], focus=FOCUS[focus], margin=margin, caption=caption,
                             merge_objects=merge_objects)
-        return io.NodeOutput(alpha)
+        return io.NodeOutput(alpha, ui={"promptmatte_alpha": [alpha_preview(alpha)]})

@@ -427,3 +427,17 @@ def test_editor_node_registered_when_present(c, comfy_base_dir):
 
     editor = Path(c.module.__file__).parent / "nodes" / "editor.py"
     assert ("PromptMatteEditor" in c.classes) == editor.is_file()
+
+
+def test_apply_returns_an_alpha_preview_for_the_editor(c, model, image):
+    import folder_paths
+    from PIL import Image
+
+    out = c.run("PromptMatteApply", model=model, image=image, transparent=False, resolution=RES,
+                resize="stretch (as the authors)", focus="whole image", margin=0.1, merge_objects=False)
+    ref = out.ui["promptmatte_alpha"][0]
+    assert ref["type"] == "temp"
+    png = Image.open(f"{folder_paths.get_temp_directory()}/{ref['subfolder']}/{ref['filename']}")
+    assert png.mode == "L" and png.size == (IMG, IMG)
+    expected = (out.result[0][0].numpy() * 255 + 0.5).astype(np.uint8)
+    assert np.abs(np.asarray(png).astype(int) - expected).max() <= 1

@@ -101,6 +101,9 @@ def test_load_prompt_matte_composite_save(client, uploads, kind):
     assert np.abs(alpha_png - alpha_ref).max() <= 2
     assert alpha_ref.max() > 0  # the tiny random model still gives a non-trivial matte
     assert any(d.get("node") == "4" for d in result.progress)  # the matting node reports progress
+    preview = result.outputs["4"]["promptmatte_alpha"][0]  # for the prompt editor's overlay
+    grey = Image.open(io.BytesIO(client.view(preview["filename"], preview["subfolder"], preview["type"])))
+    assert np.abs(np.asarray(grey).astype(int) - alpha_ref).max() <= 2
 
 
 def test_object_info_lists_the_nodes(client):
