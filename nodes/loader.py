@@ -42,8 +42,12 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
         raise ValueError(f"Unknown precision '{precision}': use one of {', '.join(PRECISIONS)}.")
     if mm.is_device_cpu(device):
         return torch.float32
-    # ComfyUI's choice for diffusion UNets on this device (honours --fp16-unet, --bf16-unet, ...).
-    return mm.unet_dtype(device=device, supported_dtypes=[torch.float16, torch.bfloat16, torch.float32])
+    # ComfyUI's choice for diffusion UNets on this device (honours --fp16-unet, --bf16-unet, ...),
+    # bf16 first where it is fast: SD2's attention overflows more easily in fp16.
+    dtype = mm.unet_dtype(device=device, supported_dtypes=[torch.bfloat16, torch.float16, torch.float32])
+    if dtype not in _DTYPES.values():  # --fp8-*-unet / --fp64-unet: not for this network
+        dtype = torch.float16 if mm.should_use_fp16(device) else torch.float32
+    return dtype
 
 
 # ComfyUI streams weights of modules that carry `comfy_cast_weights` when a model only partly fits

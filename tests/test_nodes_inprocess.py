@@ -441,3 +441,14 @@ def test_apply_returns_an_alpha_preview_for_the_editor(c, model, image):
     assert png.mode == "L" and png.size == (IMG, IMG)
     expected = (out.result[0][0].numpy() * 255 + 0.5).astype(np.uint8)
     assert np.abs(np.asarray(png).astype(int) - expected).max() <= 1
+
+
+def test_auto_precision_is_fp32_on_the_cpu_and_never_fp8(mod, monkeypatch):
+    import comfy.model_management as mm
+
+    pick = mod["loader"].pick_dtype
+    assert pick("auto", torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(mm, "unet_dtype", lambda **kw: torch.float8_e4m3fn)
+    monkeypatch.setattr(mm, "is_device_cpu", lambda d: False)
+    assert pick("auto", torch.device("cpu")) in (torch.float16, torch.float32)
+    assert "precision" in error_of(pick, "fp8", torch.device("cpu"))
