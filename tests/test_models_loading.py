@@ -116,15 +116,17 @@ def test_text_encoder_is_not_part_of_the_compute_module(engine, golden_dir):
     assert torch.equal(model.empty_caption, embedding)
 
 
-def test_caption_without_comfyui_tokenizer_is_a_clear_error(engine, golden_dir, box_case):
+def test_caption_without_comfyui_tokenizer_is_a_clear_error(engine, golden_dir, box_case, monkeypatch):
     import sys
 
-    if "comfy" in sys.modules:
-        pytest.skip("ComfyUI is imported in this process; the tokenizer is available")
+    text = importlib.import_module(engine.__name__ + ".text")
+    text._comfyui_tokenizer.cache_clear()
+    monkeypatch.setitem(sys.modules, "comfy", None)  # as in a plain Python without ComfyUI
     model = engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors")
     args, _ = box_case
     with pytest.raises(ValueError, match="tokenizer"):
         model(*args, caption="a cat")
+    text._comfyui_tokenizer.cache_clear()
 
 
 def test_caption_tokens_follow_sd2(engine, comfy_path, monkeypatch):
