@@ -9,7 +9,8 @@ temporary safetensors file, then measures, each in a fresh subprocess so peaks d
   released after the empty caption is embedded) and inference with fused SDPA attention;
 - reference formulation: what the authors' code does, expressed with our modules: construct
   the modules with random initialisation, ``load_state_dict`` copies from a loaded file, the text
-  encoder kept and run on every call, and attention as materialised softmax(QK^T + bias).
+  encoder kept and run on every call, the stock diffusers encoder and decoder, and attention as
+  diffusers' classic processor computes it (materialised baddbmm scores, softmax, bmm).
 
 Prints one table: load seconds, seconds per image, peak RSS, and ours / reference ratios.
 Times are wall-clock on this machine (noisy: compare the ratios, measured in the same run).
@@ -155,19 +156,27 @@ def _reference_load(engine, checkpoint):
 
 
 def _reference_forward(model, image, prompt, coords):
-    """Per call: text encoder on the caption tokens, separate VAE passes, materialised attention."""
+    """Per call: text encoder on the caption tokens, the stock diffusers encoder and decoder,
+    materialised attention."""
     import torch
 
     text = importlib.import_module("promptmatte.text")
     attention = importlib.import_module("promptmatte.attention")
+    vae = model.vae
+    scale = vae.config.scaling_factor
+
+    def encode(pixels):
+        return vae.quant_conv(vae.encoder(pixels * 2 - 1))[:, : vae.config.latent_channels] * scale
+
     with torch.inference_mode():
         caption = model.reference_text_encoder(input_ids=text.caption_token_ids("", 77)).last_hidden_state
-        image_latent = model.vae.encode_scaled(image)
-        prompt_latent = model.vae.encode_scaled(prompt.repeat(1, 3, 1, 1))
+        image_latent = encode(image)
+        prompt_latent = encode(prompt.repeat(1, 3, 1, 1))
         condition = model.unet.condition(torch.tensor([False]), coords, torch.float32)
         bias = attention.prompt_attention_bias(prompt, torch.float32)
         out = model.unet(torch.cat([image_latent, prompt_latent], 1), condition, caption, bias)
-        return model.vae.decode_matte(out)
+        rgb = vae.decoder(vae.post_quant_conv(out / scale))
+        return (rgb.mean(dim=1, keepdim=True).clamp(-1.0, 1.0) + 1.0) / 2.0
 
 
 def _child(mode: str, checkpoint: str, size: int) -> dict:

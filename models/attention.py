@@ -104,11 +104,23 @@ def _attend_to_prompt(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: t
 
 
 class MaterializedAttnProcessor(PromptBiasAttnProcessor):
-    """The authors' formulation: full softmax(QK^T * scale + bias) per head, for benchmarks only."""
+    """The authors' formulation, for benchmarks only: diffusers' classic ``AttnProcessor`` path.
+
+    Heads folded into the batch, the bias broadcast over queries as one (B * heads, 1, tokens)
+    row, scores = baddbmm(bias, q, k^T, alpha=scale) materialised as (B * heads, tokens, tokens),
+    then softmax and bmm.
+    """
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
         q, k, v = _project(attn, hidden_states, encoder_hidden_states)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * attn.scale
+        batch, heads, tokens, head_dim = q.shape
+        q, k, v = (t.reshape(batch * heads, -1, head_dim) for t in (q, k, v))
         if attention_mask is not None and encoder_hidden_states is None:
-            scores = scores + bias_for_tokens(attention_mask, k.shape[2]).to(q.dtype)
-        return _output(attn, torch.matmul(scores.softmax(dim=-1), v))
+            bias = bias_for_tokens(attention_mask, k.shape[1]).to(q.dtype)  # (B, 1, 1, keys)
+            bias = bias.squeeze(1).repeat_interleave(heads, dim=0)
+            scores = torch.baddbmm(bias, q, k.transpose(1, 2), beta=1.0, alpha=attn.scale)
+        else:
+            empty = q.new_empty(batch * heads, tokens, k.shape[1])
+            scores = torch.baddbmm(empty, q, k.transpose(1, 2), beta=0.0, alpha=attn.scale)
+        out = torch.bmm(scores.softmax(dim=-1), v)
+        return _output(attn, out.view(batch, heads, tokens, head_dim))

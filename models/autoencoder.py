@@ -10,35 +10,10 @@ Both decoders return an RGB image in [-1, 1] whose channel mean is the matte.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL, AutoencoderTiny
-from diffusers.models.resnet import ResnetBlock2D
 
+from . import banded
 from .architecture import KLAutoencoderArchitecture, TinyAutoencoderArchitecture
-
-
-class _LeanResnetBlock2D(ResnetBlock2D):
-    """The autoencoder's resnet block (no time embedding, no resampling) computed in place.
-
-    Same values as ``ResnetBlock2D.forward``; the activations and the residual sum reuse their
-    input buffers. At full resolution each such buffer is up to 1 GB (256 channels at 1024²),
-    and these blocks set the model's peak memory.
-    """
-
-    def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None = None, *args, **kwargs) -> torch.Tensor:
-        hidden = F.silu(self.norm1(input_tensor), inplace=True)
-        hidden = F.silu(self.norm2(self.conv1(hidden)), inplace=True)
-        hidden = self.conv2(hidden)
-        residual = self.conv_shortcut(input_tensor) if self.conv_shortcut is not None else input_tensor
-        return hidden.add_(residual).div_(self.output_scale_factor)
-
-
-def _lean_resnets(vae: torch.nn.Module) -> None:
-    for module in vae.modules():
-        if type(module) is ResnetBlock2D:
-            if module.upsample is not None or module.downsample is not None or module.time_emb_proj is not None:
-                continue
-            module.__class__ = _LeanResnetBlock2D
 
 
 class _MatteDecoding:
@@ -51,7 +26,11 @@ class _MatteDecoding:
 
 
 class KLMattingAutoencoder(_MatteDecoding, AutoencoderKL):
-    """SD2's AutoencoderKL (keys ``encoder.``, ``quant_conv.``, ``post_quant_conv.``, ``decoder.``)."""
+    """SD2's AutoencoderKL (keys ``encoder.``, ``quant_conv.``, ``post_quant_conv.``, ``decoder.``).
+
+    Encoder and decoder run in bands of rows (``banded``): the stock values at a fraction of the
+    memory. ``AutoencoderKL.encode`` / ``decode`` remain the stock path.
+    """
 
     @classmethod
     def from_architecture(cls, arch: KLAutoencoderArchitecture) -> "KLMattingAutoencoder":
@@ -69,12 +48,12 @@ class KLMattingAutoencoder(_MatteDecoding, AutoencoderKL):
 
     def encode_scaled(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 4, H/8, W/8): posterior mean x scaling factor."""
-        moments = self.quant_conv(self.encoder(pixels * 2.0 - 1.0))
+        moments = self.quant_conv(banded.encode(self.encoder, pixels * 2.0 - 1.0))
         mean = moments[:, : self.config.latent_channels]
         return mean * self.config.scaling_factor
 
     def decode_rgb(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.post_quant_conv(latent / self.config.scaling_factor))
+        return banded.decode(self.decoder, self.post_quant_conv(latent / self.config.scaling_factor))
 
 
 class TinyMattingAutoencoder(_MatteDecoding, AutoencoderTiny):
@@ -104,6 +83,4 @@ class TinyMattingAutoencoder(_MatteDecoding, AutoencoderTiny):
 def build_autoencoder(arch):
     if isinstance(arch, TinyAutoencoderArchitecture):
         return TinyMattingAutoencoder.from_architecture(arch)
-    vae = KLMattingAutoencoder.from_architecture(arch)
-    _lean_resnets(vae)
-    return vae
+    return KLMattingAutoencoder.from_architecture(arch)

@@ -8,6 +8,8 @@ from torch import nn
 from .architecture import NUM_POINT_COORDS, MattingArchitecture
 from .attention import MaterializedAttnProcessor, PromptBiasAttnProcessor, prompt_attention_bias
 from .autoencoder import build_autoencoder
+from .banded import BAND_ELEMENTS
+from .residency import release_mapped_pages
 from .text import CaptionEmbedder
 from .unet import MattingUNet
 
@@ -35,6 +37,11 @@ class MattingModel(nn.Module):
         length = arch.text_encoder.max_position_embeddings
         # The empty caption's embedding (token ids are fixed), filled in by the loader.
         self.register_buffer("empty_caption", torch.zeros(1, length, width), persistent=False)
+        # Memory-mapped UNet weights are streamed: each block's pages leave the resident set once
+        # the block has run (3.5 GB for SDMatte would otherwise stay resident through decoding).
+        for block in (*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks):
+            if block is not None:
+                block.register_forward_hook(_release_block_weights)
 
     @property
     def device(self) -> torch.device:
@@ -116,25 +123,32 @@ class MattingModel(nn.Module):
     def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
         """Working memory of one forward pass at (batch, height, width), weights excluded.
 
-        Derived from where the activations peak: the autoencoder's full-resolution stage keeps
-        about six maps of its widest full-resolution width alive (resnet input, normed, conv
-        output, skip, and the upsampled input of the previous stage); image and prompt map are
-        encoded one after the other. The UNet keeps its skip connections (3 per level) plus a working set,
-        about 24 maps of its first-level width at the latent grid, and fused attention needs no
-        (tokens x tokens) matrix. A 25 % margin covers allocator slack.
+        Derived from where the activations peak, the autoencoder at full resolution:
+        - KL (banded, see ``banded``): the decoder's last stage holds two maps of its output width
+          plus the previous stage's map at a quarter of the pixels, and a few bands;
+        - Tiny (stock TAESD): about six maps of its widest full-resolution width.
+        Image and prompt map are encoded one after the other. The UNet keeps its skip connections
+        (3 per level) plus a working set, about 24 maps of its first-level width at the latent
+        grid, and fused attention needs no (tokens x tokens) matrix. A 25 % margin covers
+        allocator slack.
         """
         pixels = height * width
-        vae_width = self._vae_full_resolution_width()
-        vae_bytes = batch * pixels * vae_width * 6 * _itemsize(self.vae_dtype)
+        vae = self.arch.vae
+        vae_itemsize = _itemsize(self.vae_dtype)
+        if hasattr(vae, "block_out_channels"):
+            widths = vae.block_out_channels
+            per_pixel = 2 * widths[0] + widths[min(1, len(widths) - 1)] / 4
+            vae_bytes = batch * pixels * per_pixel * vae_itemsize + 6 * BAND_ELEMENTS * vae_itemsize
+        else:
+            widest = max(vae.encoder_block_out_channels[0], vae.decoder_block_out_channels[-1])
+            vae_bytes = batch * pixels * widest * 6 * vae_itemsize
         latent_pixels = pixels // (LATENT_STRIDE * LATENT_STRIDE)
         unet_bytes = batch * latent_pixels * self.arch.unet.block_out_channels[0] * 24 * _itemsize(self.dtype)
         return int((vae_bytes + unet_bytes) * 1.25)
 
-    def _vae_full_resolution_width(self) -> int:
-        vae = self.arch.vae
-        if hasattr(vae, "block_out_channels"):
-            return max(vae.block_out_channels[:2])
-        return max(vae.encoder_block_out_channels[0], vae.decoder_block_out_channels[-1])
+
+def _release_block_weights(block: nn.Module, inputs, output) -> None:
+    release_mapped_pages(block.parameters())
 
 
 def _itemsize(dtype: torch.dtype) -> int:
