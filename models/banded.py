@@ -27,9 +27,10 @@ from diffusers.models.resnet import ResnetBlock2D
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
-# Elements of one band of a layer's input (32 MB in float32): large enough for efficient
-# convolutions, small next to the maps themselves.
-BAND_ELEMENTS = 1 << 23
+# Elements of one band of a layer's input (8 MB in float32): small next to the maps, and small
+# enough that the allocator recycles band buffers instead of mapping fresh pages for each one
+# (glibc maps blocks of 32 MB and more directly; first-touch page faults cost about 0.4 s per GB).
+BAND_ELEMENTS = 1 << 21
 
 # Nearest 2x upsampling then a 3x3 kernel: output row 2a + p reads low-resolution rows
 # (a - 1, a) when p = 0 and (a, a + 1) when p = 1, with kernel rows summed as below (same for columns).
@@ -66,6 +67,28 @@ def _is_plain_conv(conv: nn.Module, kernel: int) -> bool:
     )
 
 
+def _group_moments(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (sample, group) mean and biased variance of a (B, C, H, W) map, each (B, groups) in float64.
+
+    Two passes (the sum, then the centred sum of squares a few groups at a time): several times
+    faster on the CPU than ``torch.var_mean``, and as accurate.
+    """
+    batch = x.shape[0]
+    grouped = x.reshape(batch * groups, -1)
+    count = grouped.shape[1]
+    mean = grouped.sum(dim=-1).double() / count  # (a float64 sum would first copy the map to float64)
+    centre = mean.to(x.dtype)
+    var = torch.empty_like(mean)
+    step = max(1, BAND_ELEMENTS // count)
+    for first in range(0, grouped.shape[0], step):
+        rows = slice(first, first + step)
+        centred = grouped[rows] - centre[rows, None]
+        var[rows] = torch.linalg.vector_norm(centred, dim=-1).double().square() / count
+    # about the rounded centre: remove its (tiny) offset from the mean
+    var = (var - (mean - centre.double()).square()).clamp_min(0.0)
+    return mean.view(batch, groups), var.view(batch, groups)
+
+
 class _StoredMap:
     """A map held in memory."""
 
@@ -78,11 +101,7 @@ class _StoredMap:
 
     def moments(self, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per (sample, group) mean and biased variance, each (B, groups) in float64."""
-        grouped = self.tensor.reshape(self.shape[0], groups, -1)
-        if grouped.dtype != torch.float32 and grouped.dtype != torch.float64:
-            grouped = grouped.float()
-        var, mean = torch.var_mean(grouped, dim=-1, correction=0)
-        return mean.double(), var.double()
+        return _group_moments(self.tensor, groups)
 
     def take(self) -> torch.Tensor:
         """The tensor, no longer held here (so a caller can free or overwrite it)."""
