@@ -73,10 +73,10 @@ def _torch_load(path: Path):
 
 
 def _looks_like_torch_file(path: Path) -> bool:
-    """torch.save writes a zip archive (PK..) or, in its legacy format, a pickle stream (0x80 ..)."""
+    """torch.save writes a zip archive (PK..) or, in its legacy format, a pickle stream (0x80, protocol 2-5)."""
     with open(path, "rb") as f:
         head = f.read(4)
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+    return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def _read_pickle(path: Path, dtype: torch.dtype | None, prefix: str = "") -> dict:
@@ -85,12 +85,17 @@ def _read_pickle(path: Path, dtype: torch.dtype | None, prefix: str = "") -> dic
     try:
         loaded = _torch_load(path)
     except pickle.UnpicklingError as error:
+        if "global" not in str(error).lower():  # garbage the unpickler choked on, not a refused object
+            raise CheckpointError(
+                f"{path.name} could not be read as a PyTorch checkpoint; it is probably truncated or corrupt: "
+                "download it again"
+            ) from None
         raise CheckpointError(
             f"{path.name} holds pickled Python objects other than tensors, which are refused because "
             f"unpickling them can run code ({str(error).splitlines()[0]}). Use a .safetensors file, "
             "or convert a checkpoint you trust with: python -m <pack>.models convert"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as error:
         raise CheckpointError(
             f"{path.name} could not be read as a PyTorch checkpoint ({str(error).splitlines()[0]}); "
             "it is probably truncated or corrupt: download it again"

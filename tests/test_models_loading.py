@@ -217,10 +217,13 @@ def test_truncated_safetensors_is_a_clean_error(engine, golden_dir, tmp_path):
     assert "truncated or corrupt" in _error(engine, path)
 
 
-def test_corrupt_pth_is_a_clean_error(engine, tmp_path):
+@pytest.mark.parametrize("head", [b"", b"\x80\x02", b"\x80\x87", b"PK\x03\x04"], ids=["random", "pickle-v2", "pickle-like", "zip"])
+def test_corrupt_pth_is_a_clean_error(engine, tmp_path, head):
+    """Garbage, also behind a pickle or zip signature, is reported as corrupt, never as a refused pickle."""
     path = tmp_path / "garbage.pth"
-    path.write_bytes(os.urandom(4096))
-    assert "truncated or corrupt" in _error(engine, path)
+    for seed in range(8):
+        path.write_bytes(head + np.random.default_rng(seed).bytes(4096 - len(head)))
+        assert "truncated or corrupt" in _error(engine, path)
 
 
 class _Payload:
