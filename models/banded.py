@@ -144,21 +144,17 @@ class _UpsampledMap:
         return out[:, :, start - 2 * first : stop - 2 * first]
 
     def moments(self, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """As ``_StoredMap.moments``, streamed over bands and merged (Chan et al.'s pairwise update)."""
-        count = torch.zeros((), dtype=torch.float64)
-        mean = var = None
+        """As ``_StoredMap.moments``, band by band, merged as a pooled mean and variance."""
+        counts, means, variances = [], [], []
         for start, stop in _bands(self.shape):
-            band_mean, band_var = _StoredMap(self.rows(start, stop).contiguous()).moments(groups)
-            band_count = torch.tensor(float((stop - start) * self.shape[1] * self.shape[3] // groups), dtype=torch.float64)
-            if mean is None:
-                mean, var, count = band_mean, band_var, band_count
-                continue
-            total = count + band_count
-            delta = band_mean - mean
-            var = (var * count + band_var * band_count + delta * delta * count * band_count / total) / total
-            mean = mean + delta * band_count / total
-            count = total
-        return mean, var
+            band_mean, band_var = _group_moments(self.rows(start, stop), groups)
+            counts.append(stop - start)  # every band row holds the same number of elements per group
+            means.append(band_mean)
+            variances.append(band_var)
+        weights = torch.tensor(counts, dtype=torch.float64).view(-1, 1, 1) / sum(counts)
+        means, variances = torch.stack(means), torch.stack(variances)
+        mean = (weights * means).sum(dim=0)
+        return mean, (weights * (variances + (means - mean).square())).sum(dim=0)
 
     def materialize(self) -> torch.Tensor:
         out = self.low.new_empty(self.shape)
@@ -213,7 +209,7 @@ def _conv3x3(source, conv: nn.Module, norm: nn.GroupNorm | None = None) -> torch
     batch, _, height, width = source.shape
     out = like.new_empty(batch, weight.shape[0], height, width)
     for start, stop in _bands(source.shape):
-        halo, first = _halo(source, start, stop)
+        halo, _ = _halo(source, start, stop)
         out[:, :, start:stop] = _conv3x3_rows(halo, start, stop, height, weight, bias, affine)
     return out
 
@@ -265,7 +261,7 @@ def _resnet(block: ResnetBlock2D, source) -> _StoredMap:
     weight2, bias2 = _params(block.conv2, out)
     affine2 = _norm_affine(block.norm2, hidden_map, out)
     for start, stop in _bands(hidden_map.shape):
-        halo, first = _halo(hidden_map, start, stop)
+        halo, _ = _halo(hidden_map, start, stop)
         out[:, :, start:stop] += _conv3x3_rows(halo, start, stop, height, weight2, bias2, affine2)
     if block.output_scale_factor != 1.0:
         out.div_(block.output_scale_factor)

@@ -79,27 +79,29 @@ def _looks_like_torch_file(path: Path) -> bool:
     return head.startswith(b"PK\x03\x04") or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
+def _corrupt(path: Path, error: Exception | None = None) -> CheckpointError:
+    detail = f" ({str(error).splitlines()[0]})" if error is not None else ""
+    return CheckpointError(
+        f"{path.name} could not be read as a PyTorch checkpoint{detail}; it is probably truncated or corrupt: "
+        "download it again"
+    )
+
+
 def _read_pickle(path: Path, dtype: torch.dtype | None, prefix: str = "") -> dict:
     if not _looks_like_torch_file(path):
         raise CheckpointError(f"{path.name} is not a PyTorch checkpoint; it is probably truncated or corrupt: download it again")
     try:
         loaded = _torch_load(path)
     except pickle.UnpicklingError as error:
-        if "global" not in str(error).lower():  # garbage the unpickler choked on, not a refused object
+        if "global" in str(error).lower():  # the safe unpickler refused an object, the file is readable
             raise CheckpointError(
-                f"{path.name} could not be read as a PyTorch checkpoint; it is probably truncated or corrupt: "
-                "download it again"
+                f"{path.name} holds pickled Python objects other than tensors, which are refused because "
+                f"unpickling them can run code ({str(error).splitlines()[0]}). Use a .safetensors file, "
+                "or convert a checkpoint you trust with: python -m <pack>.models convert"
             ) from None
-        raise CheckpointError(
-            f"{path.name} holds pickled Python objects other than tensors, which are refused because "
-            f"unpickling them can run code ({str(error).splitlines()[0]}). Use a .safetensors file, "
-            "or convert a checkpoint you trust with: python -m <pack>.models convert"
-        ) from None
+        raise _corrupt(path) from None  # (torch's text would suggest weights_only=False: not for garbage)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as error:
-        raise CheckpointError(
-            f"{path.name} could not be read as a PyTorch checkpoint ({str(error).splitlines()[0]}); "
-            "it is probably truncated or corrupt: download it again"
-        ) from None
+        raise _corrupt(path, error) from None
     state = unwrap_state_dict(loaded, path.name)
     return {prefix + key: _convert(value, dtype) for key, value in state.items()}
 
