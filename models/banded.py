@@ -151,7 +151,7 @@ class _UpsampledMap:
             counts.append(stop - start)  # every band row holds the same number of elements per group
             means.append(band_mean)
             variances.append(band_var)
-        weights = torch.tensor(counts, dtype=torch.float64).view(-1, 1, 1) / sum(counts)
+        weights = torch.tensor(counts, dtype=torch.float64, device=means[0].device).view(-1, 1, 1) / sum(counts)
         means, variances = torch.stack(means), torch.stack(variances)
         mean = (weights * means).sum(dim=0)
         return mean, (weights * (variances + (means - mean).square())).sum(dim=0)

@@ -138,3 +138,33 @@ def test_forward_streams_unet_weights_and_repeats_exactly(pack, golden_dir):
     first = model(*args)
     second = model(*args)
     assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("family", ["sdmatte_tiny", "litesdmatte_tiny"])
+def test_a_whole_pass_stays_on_the_models_device(pack, golden_dir, family):
+    """No step creates a tensor on the CPU next to the model's device (a crash on a GPU).
+
+    This machine has no GPU; the meta device stands in for any device that is not the CPU.
+    """
+    engine = importlib.import_module(f"{pack.__name__}.models")
+    model = engine.load_matting_model(golden_dir / family / "model.safetensors").to("meta")
+    meta = {"device": "meta"}
+    with torch.inference_mode():
+        alpha = model(
+            torch.rand(2, 3, 64, 96, **meta),
+            torch.rand(2, 1, 64, 96, **meta),
+            torch.rand(2, 4, **meta),
+            "auto",
+            torch.zeros(2, dtype=torch.bool, **meta),
+        )
+    assert alpha.device.type == "meta" and alpha.shape == (2, 1, 64, 96)
+
+
+def test_banded_autoencoder_stays_on_the_maps_device(modules):
+    """Every banded path, the recomputed upsampled map included, runs on a device that is not the CPU."""
+    vae = _random_kl_vae(modules).to("meta")  # widths (32, 64, ...): the 64-wide full-resolution map is recomputed
+    with torch.inference_mode():
+        latent = vae.encode_scaled(torch.rand(1, 3, 64, 96, device="meta"))
+        rgb = vae.decode_rgb(torch.randn(1, 4, 8, 12, device="meta"))
+    assert latent.device.type == rgb.device.type == "meta"
+    assert latent.shape == (1, 4, 8, 12) and rgb.shape == (1, 3, 64, 96)
