@@ -14,6 +14,10 @@ temporary safetensors file, then measures, each in a fresh subprocess so peaks d
 
 Prints one table: load seconds, seconds per image, peak RSS, and ours / reference ratios.
 Times are wall-clock on this machine (noisy: compare the ratios, measured in the same run).
+A second table splits out our autoencoder's share of the pass (the two formulations run the
+same encoder convolutions), its multiply-adds (counted on the meta device) and the rate it
+reaches next to this CPU's float32 matmul rate measured in the same run, and the time of a
+second prompt on the same image, whose encoding is reused.
 """
 
 from __future__ import annotations
@@ -123,14 +127,75 @@ def measure(mode: str, checkpoint: str, size: int) -> dict:
     prompt = torch.zeros(1, 1, size, size)
     prompt[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
     coords = torch.tensor([[0.25, 0.25, 0.75, 0.75]])
-    start = time.perf_counter()
-    if mode == "ours":
-        alpha = model(image, prompt, coords, "box", torch.tensor([False]))
-    else:
+    if mode == "reference":
+        start = time.perf_counter()
         alpha = _reference_forward(model, image, prompt, coords)
+        seconds = time.perf_counter() - start
+        assert alpha.shape == (1, 1, size, size) and torch.isfinite(alpha).all()
+        return {"load_s": load_seconds, "load_rss_gb": load_rss, "image_s": seconds, "peak_rss_gb": _peak_rss_gb()}
+
+    autoencoder_seconds = _time_calls(model.vae, ("encode_scaled", "decode_matte"))
+    start = time.perf_counter()
+    alpha = model(image, prompt, coords, "box", torch.tensor([False]))
     seconds = time.perf_counter() - start
     assert alpha.shape == (1, 1, size, size) and torch.isfinite(alpha).all()
-    return {"load_s": load_seconds, "load_rss_gb": load_rss, "image_s": seconds, "peak_rss_gb": _peak_rss_gb()}
+    first_peak, autoencoder = _peak_rss_gb(), sum(autoencoder_seconds)
+    # Interactive use: a second box on the same image (its encoding is reused).
+    prompt = torch.zeros(1, 1, size, size)
+    prompt[..., size // 8 : size // 2, size // 8 : size // 2] = 1
+    start = time.perf_counter()
+    model(image, prompt, torch.tensor([[0.125, 0.125, 0.5, 0.5]]), "box", torch.tensor([False]))
+    reprompt_seconds = time.perf_counter() - start
+    return {
+        "load_s": load_seconds, "load_rss_gb": load_rss, "image_s": seconds, "peak_rss_gb": first_peak,
+        "autoencoder_s": autoencoder, "reprompt_s": reprompt_seconds,
+    }
+
+
+def _time_calls(owner, names) -> list:
+    """Wrap ``owner``'s methods ``names`` (on this instance) to add their wall time to the returned list."""
+    spent = []
+    for name in names:
+        method = getattr(owner, name)
+
+        def timed(*args, _method=method, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                spent.append(time.perf_counter() - start)
+
+        setattr(owner, name, timed)
+    return spent
+
+
+def autoencoder_multiply_adds(size: int) -> float:
+    """Multiply-adds of our autoencoder work in one pass (two encodings, one decoding), counted on the meta device."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    engine = _import_engine()
+    matting_model = importlib.import_module("promptmatte.matting_model")
+    with torch.device("meta"):
+        vae = matting_model.MattingModel(full_size_architecture(engine)).vae
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        for _ in range(2):
+            vae.encode_scaled(torch.zeros(1, 3, size, size, device="meta"))
+        vae.decode_matte(torch.zeros(1, 4, size // 8, size // 8, device="meta"))
+    return counter.get_total_flops() / 2
+
+
+def matmul_rate() -> float:
+    """This CPU's float32 matrix-multiply rate now, multiply-adds per second (best of 3, 4096²)."""
+    import torch
+
+    a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
+    best = float("inf")
+    for _ in range(4):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 4096**3 / best
 
 
 def _reference_load(engine, checkpoint):
@@ -208,19 +273,31 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         # interleave the two modes so machine noise hits both alike
+        rate = matmul_rate()
         ours = _child("ours", str(checkpoint), size)
         reference = _child("reference", str(checkpoint), size)
-        rows.append((size, ours, reference))
-        print(f"measured {size}: ours {ours} / reference {reference}", flush=True)
+        rows.append((size, ours, reference, rate, autoencoder_multiply_adds(size)))
+        print(f"measured {size}: ours {ours} / reference {reference} / matmul {rate / 1e9:.1f} GMAC/s", flush=True)
 
     print()
     print("| size | load s (ours / ref = ratio) | s per image (ours / ref = ratio) | peak RSS GB (ours / ref = ratio) |")
     print("|---|---|---|---|")
-    for size, ours, ref in rows:
+    for size, ours, ref, _, _ in rows:
         cells = [
             f"{ours[k]:.1f} / {ref[k]:.1f} = **{ours[k] / ref[k]:.2f}×**" for k in ("load_s", "image_s", "peak_rss_gb")
         ]
         print(f"| {size}² | " + " | ".join(cells) + " |")
+    print()
+    print("| size | ours: autoencoder (2 encodings, 1 decoding) | its multiply-adds and rate | new prompt, same image |")
+    print("|---|---|---|---|")
+    for size, ours, ref, rate, macs in rows:
+        seconds = ours["autoencoder_s"]
+        print(
+            f"| {size}² | {seconds:.1f} s = {seconds / ref['image_s']:.2f}× the reference's pass"
+            f" | {macs / 1e12:.2f} T at {macs / seconds / 1e9:.0f} GMAC/s = {macs / seconds / rate:.2f} of this CPU's"
+            f" {rate / 1e9:.0f} GMAC/s matmul rate (≥ {macs / rate:.0f} s = {macs / rate / ref['image_s']:.2f}× even at that rate)"
+            f" | {ours['reprompt_s']:.1f} s = {ours['reprompt_s'] / ref['image_s']:.2f}× |"
+        )
     workdir.cleanup()
 
 

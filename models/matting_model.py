@@ -9,6 +9,7 @@ from .architecture import NUM_POINT_COORDS, MattingArchitecture
 from .attention import MaterializedAttnProcessor, PromptBiasAttnProcessor, prompt_attention_bias
 from .autoencoder import build_autoencoder
 from .banded import BAND_ELEMENTS
+from .latent_cache import LatentCache
 from .residency import release_mapped_pages
 from .text import CaptionEmbedder
 from .unet import MattingUNet
@@ -23,7 +24,8 @@ class MattingModel(nn.Module):
 
     Submodules ``unet`` and ``vae`` carry the checkpoint's ``unet.``/``vae.`` tensors. The caption
     embedder (``text_encoder.`` tensors) is kept beside the module, on the CPU: moving the model
-    to the compute device moves only what inference runs there.
+    to the compute device moves only what inference runs there. ``latent_cache`` keeps the
+    encodings of recently seen pixels (see ``latent_cache``); it empties when the model moves.
     """
 
     def __init__(self, arch: MattingArchitecture, captions: CaptionEmbedder | None = None):
@@ -42,6 +44,12 @@ class MattingModel(nn.Module):
         for block in (*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks):
             if block is not None:
                 block.register_forward_hook(_release_block_weights)
+        self.latent_cache = LatentCache()
+        self.register_load_state_dict_post_hook(lambda module, keys: module.latent_cache.clear())
+
+    def _apply(self, fn, recurse=True):
+        self.latent_cache.clear()  # new device or dtype: cached latents are stale
+        return super()._apply(fn, recurse)
 
     @property
     def device(self) -> torch.device:
@@ -109,9 +117,10 @@ class MattingModel(nn.Module):
         prompt_map = prompt_map.to(device, self.vae_dtype)
 
         # Two encoder passes rather than one on a doubled batch: the encoder's full-resolution
-        # activations are the largest tensors of the whole model.
-        image_latent = self.vae.encode_scaled(image)
-        prompt_latent = self.vae.encode_scaled(prompt_map.expand(-1, 3, -1, -1))
+        # activations are the largest tensors of the whole model. Pixels seen recently (the same
+        # image with a new prompt) are not encoded again.
+        image_latent = self.latent_cache.encode(image, self.vae.encode_scaled)
+        prompt_latent = self.latent_cache.encode(prompt_map.expand(-1, 3, -1, -1), self.vae.encode_scaled)
         latents = torch.cat([image_latent, prompt_latent], dim=1).to(self.dtype)
 
         condition = self.unet.condition(transparent.to(device), coords.to(device), self.dtype)
