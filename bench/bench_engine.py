@@ -186,7 +186,7 @@ def autoencoder_multiply_adds(size: int) -> float:
 
 
 def matmul_rate() -> float:
-    """This CPU's float32 matrix-multiply rate now, multiply-adds per second (best of 3, 4096²)."""
+    """This CPU's float32 matrix-multiply rate now, multiply-adds per second (4096², best of four runs)."""
     import torch
 
     a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
