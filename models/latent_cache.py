@@ -38,23 +38,24 @@ class LatentCache:
         if self.capacity <= 0 or pixels.device.type == "meta":
             return encoder(pixels)
         keys = [_key(sample) for sample in pixels]
-        missing = [i for i, key in enumerate(keys) if key not in self._entries]
+        latents = [self._entries.get(key) for key in keys]
+        missing = [i for i, latent in enumerate(latents) if latent is None]
         if missing:
             fresh = encoder(pixels if len(missing) == len(keys) else pixels[missing])
             for i, latent in zip(missing, fresh):
-                self._store(keys[i], latent)
+                latents[i] = latent
         self.hits += len(keys) - len(missing)
-        latents = []
-        for key in keys:
-            self._entries.move_to_end(key)
-            latents.append(self._entries[key])
+        for key, latent in zip(keys, latents):  # a batch larger than the store keeps its last samples
+            self._remember(key, latent)
         return torch.stack(latents)
 
-    def _store(self, key: tuple, latent: torch.Tensor) -> None:
+    def _remember(self, key: tuple, latent: torch.Tensor) -> None:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return
         self._entries[key] = latent.clone()  # not a view that would pin the whole batch's output
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
-
 
 def _key(sample: torch.Tensor) -> tuple:
     """Shape, dtype, device and a BLAKE2b digest of the sample's bytes."""

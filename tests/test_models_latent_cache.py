@@ -83,3 +83,14 @@ def test_least_recently_used_entries_leave_first(model):
     assert model.latent_cache.hits == hits + 2
     _alpha(model, images[1], 8, 8)
     assert model.latent_cache.hits == hits + 3  # image 1 was encoded again (the box map hit)
+
+
+def test_a_batch_larger_than_the_store_is_encoded_whole(model):
+    model.latent_cache.capacity = 2
+    images = torch.rand(3, 3, 64, 96)
+    prompt, coords = _box(8, 8)
+    alphas = model(images, prompt.repeat(3, 1, 1, 1), coords.repeat(3, 1), "box", torch.tensor([False] * 3))
+    assert alphas.shape == (3, 1, 64, 96) and len(model.latent_cache) == 2
+    model.latent_cache.clear()
+    alone = model(images[:1], prompt, coords, "box", torch.tensor([False]))
+    assert float((alphas[0] - alone[0]).abs().max()) <= 1e-5  # a batch of 3 sums in another order
