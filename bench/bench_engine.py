@@ -175,9 +175,9 @@ def autoencoder_multiply_adds(size: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     engine = _import_engine()
-    matting_model = importlib.import_module("promptmatte.matting_model")
+    autoencoder = importlib.import_module("promptmatte.autoencoder")
     with torch.device("meta"):
-        vae = matting_model.MattingModel(full_size_architecture(engine)).vae
+        vae = autoencoder.build_autoencoder(full_size_architecture(engine).vae)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         for _ in range(2):
             vae.encode_scaled(torch.zeros(1, 3, size, size, device="meta"))
