@@ -11,7 +11,7 @@ import torch
 from .architecture import infer_architecture
 from .checkpoint import read_weights
 from .errors import CheckpointError
-from .weights import convert_checkpoint, init_from_sd2
+from .conversion import convert_checkpoint, init_from_sd2
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

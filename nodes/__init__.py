@@ -6,13 +6,13 @@ import os
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import weights
+from . import model_files
 from .apply import PromptMatteApply
 from .composite import PromptMatteComposite
-from .loader import PromptMatteModelLoader
+from .model_node import PromptMatteModelLoader
 from .prompts import PromptMatteBox, PromptMatteMask, PromptMattePoints, PromptMatteTrimap
 
-weights.register_model_folder()
+model_files.register_model_folder()
 
 NODES: list[type[io.ComfyNode]] = [
     PromptMatteModelLoader,

@@ -16,8 +16,8 @@ from comfy_api.latest import io
 
 from ..matting.errors import PromptError
 from ..matting.pipeline import matte
-from .loader import make_resident, network
-from .types import CATEGORY, MattePrompt, MattingModel
+from .patcher import make_resident, network
+from .types import CATEGORY, MattePromptType, MatteModelType
 
 RESIZE = {"stretch (as the authors)": "stretch", "keep aspect": "keep_aspect"}
 FOCUS = {"whole image": "whole", "crop to prompt": "crop"}
@@ -102,9 +102,9 @@ class PromptMatteApply(io.ComfyNode):
             category=CATEGORY,
             description="Computes an alpha matte with SDMatte / LiteSDMatte, guided by a prompt or automatic.",
             inputs=[
-                MattingModel.Input("model", tooltip="From 'Load SDMatte Model'."),
+                MatteModelType.Input("model", tooltip="From 'Load SDMatte Model'."),
                 io.Image.Input("image", tooltip="RGB image(s) to matte (an RGBA image must be made RGB first)."),
-                MattePrompt.Input("prompt", optional=True,
+                MattePromptType.Input("prompt", optional=True,
                                   tooltip="Points, box, mask or trimap prompt. Not connected: automatic "
                                           "(the model picks the salient subject)."),
                 io.Boolean.Input("transparent", default=False,

@@ -33,7 +33,7 @@ from PIL import Image as PILImage
 import folder_paths
 from comfy_api.latest import io
 
-from .types import CATEGORY, MattePrompt
+from .types import CATEGORY, MattePromptType
 
 try:  # the matting core's public names (matting/__init__.py)
     from ..matting import Prompt, PromptError
@@ -188,7 +188,7 @@ class PromptMatteEditor(io.ComfyNode):
                 ),
             ],
             outputs=[
-                MattePrompt.Output(display_name="prompt", tooltip="The prompt for SDMatte Matting."),
+                MattePromptType.Output(display_name="prompt", tooltip="The prompt for SDMatte Matting."),
                 io.String.Output(
                     display_name="points",
                     tooltip='The clicks as JSON [{"x": .., "y": ..}] in image pixels (KJNodes Points Editor format).',

@@ -12,7 +12,7 @@ from comfy_api.latest import io
 from ..matting.errors import PromptError
 from ..matting.prompt import Prompt, parse_points_json
 from ..matting.trimap import trimap_from_mask
-from .types import CATEGORY, MattePrompt
+from .types import CATEGORY, MattePromptType
 
 _MAX = 16384
 
@@ -86,7 +86,7 @@ class PromptMattePoints(io.ComfyNode):
                 tooltip=('Clicks as JSON [{"x": 10, "y": 20}, ...] in pixels of the image to matte, in '
                          "click order, at most 10 (KJNodes Points Editor 'coord_str' works as is).")),
             ],
-            outputs=[MattePrompt.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP)],
+            outputs=[MattePromptType.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP)],
         )
 
     @classmethod
@@ -116,7 +116,7 @@ class PromptMatteBox(io.ComfyNode):
                               tooltip="Use the box around the nonzero area of this mask (one prompt per "
                                       "mask of a batch). Overrides x1 y1 x2 y2."),
             ],
-            outputs=[MattePrompt.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP)],
+            outputs=[MattePromptType.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP)],
         )
 
     @classmethod
@@ -155,7 +155,7 @@ class PromptMatteMask(io.ComfyNode):
                 io.SEGS.Input("segs", optional=True,
                               tooltip="Impact Pack SEGS instead of (or besides) a mask: one prompt per segment."),
             ],
-            outputs=[MattePrompt.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP)],
+            outputs=[MattePromptType.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP)],
         )
 
     @classmethod
@@ -191,7 +191,7 @@ class PromptMatteTrimap(io.ComfyNode):
                                      "between is unknown (0.5)."),
             ],
             outputs=[
-                MattePrompt.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP),
+                MattePromptType.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP),
                 io.Mask.Output(display_name="trimap", tooltip="The trimap used (0 / 0.5 / 1), to preview."),
             ],
         )

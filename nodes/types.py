@@ -1,16 +1,16 @@
 """Custom socket types shared by the PromptMatte nodes (declared once, here).
 
 - ``PROMPTMATTE_MODEL``: a ComfyUI ``ModelPatcher`` around the matting network returned by
-  ``models.load_matting_model``; get the network with ``nodes.loader.network(patcher)``
+  ``models.load_matting_model``; get the network with ``nodes.patcher.network(patcher)``
   (``patcher.model`` is a thin holder when the network's ``device`` is a read-only property).
 - ``PROMPTMATTE_PROMPT``: a Python ``list`` of ``matting.Prompt`` (coordinates in image pixels).
 """
 
 from comfy_api.latest import io
 
-MattingModel = io.Custom("PROMPTMATTE_MODEL")
-MattePrompt = io.Custom("PROMPTMATTE_PROMPT")
+MatteModelType = io.Custom("PROMPTMATTE_MODEL")
+MattePromptType = io.Custom("PROMPTMATTE_PROMPT")
 
 CATEGORY = "matting/SDMatte"
 
-__all__ = ["MattingModel", "MattePrompt", "CATEGORY"]
+__all__ = ["MatteModelType", "MattePromptType", "CATEGORY"]

@@ -90,7 +90,7 @@ def c(comfy_inprocess):
 
 @pytest.fixture(scope="module")
 def weights_mod(c):
-    return sys.modules[f"{c.module.__name__}.nodes.weights"]
+    return sys.modules[f"{c.module.__name__}.nodes.model_files"]
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def c(comfy_inprocess):
 def mod(c):
     """The pack's node modules as ComfyUI imported them."""
     base = c.module.__name__
-    return {name: sys.modules[f"{base}.nodes.{name}"] for name in ("loader", "weights", "apply", "composite", "prompts")}
+    return {name: sys.modules[f"{base}.nodes.{name}"] for name in ("patcher", "model_files", "apply", "composite", "prompts")}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_known_weights_listed_even_when_absent(c, mod):
     spec = c["PromptMatteModelLoader"].GET_NODE_INFO_V1()["input"]["required"]["ckpt_name"]
     names = spec[1]["options"] if spec[0] == "COMBO" else spec[0]
     assert CKPT in names
-    for known in mod["weights"].known_models():
+    for known in mod["model_files"].known_models():
         assert known in names
 
 
@@ -94,10 +94,10 @@ def test_model_folder_paths(c, mod, tmp_path):
     extra.mkdir()
     (extra / "mine.safetensors").write_bytes(b"x")
     folder_paths.add_model_folder_path("sdmatte", str(extra))
-    mod["weights"].register_model_folder()
+    mod["model_files"].register_model_folder()
     try:
         assert str(extra) in folder_paths.get_folder_paths("sdmatte")
-        assert "mine.safetensors" in mod["weights"].checkpoint_names()
+        assert "mine.safetensors" in mod["model_files"].checkpoint_names()
     finally:
         paths, exts = folder_paths.folder_names_and_paths["sdmatte"]
         paths.remove(str(extra))
@@ -118,7 +118,7 @@ def test_model_is_managed_by_comfyui_and_freed(c, mod, comfy_base_dir, image):
         (patcher,) = c.outputs("PromptMatteModelLoader", ckpt_name=copy.name, precision="fp32")
         (again,) = c.outputs("PromptMatteModelLoader", ckpt_name=copy.name, precision="fp32")
         assert again is patcher  # one copy per file
-        net = mod["loader"].network(patcher)
+        net = mod["patcher"].network(patcher)
         seen = []
         hook = net.register_forward_pre_hook(
             lambda m, a: seen.append(any(lm.model is patcher for lm in mm.current_loaded_models)))
@@ -140,9 +140,9 @@ def test_model_is_managed_by_comfyui_and_freed(c, mod, comfy_base_dir, image):
 
 def test_precision_choices(c, mod):
     (p16,) = c.outputs("PromptMatteModelLoader", ckpt_name=CKPT, precision="bf16")
-    assert mod["loader"].network(p16).dtype == torch.bfloat16
+    assert mod["patcher"].network(p16).dtype == torch.bfloat16
     (p32,) = c.outputs("PromptMatteModelLoader", ckpt_name=CKPT, precision="fp32")
-    assert mod["loader"].network(p32).dtype == torch.float32
+    assert mod["patcher"].network(p32).dtype == torch.float32
     assert p16 is not p32
 
 
@@ -155,7 +155,7 @@ def test_partial_low_vram_load_gives_the_same_alpha(c, mod, model, image):
     model.load(torch.device("cpu"), lowvram_model_memory=64 * 1024)
     try:
         assert model.model.model_lowvram
-        net = mod["loader"].network(model)
+        net = mod["patcher"].network(model)
         with torch.inference_mode():
             from_matting = mod["apply"].matte(
                 lambda im, pm, co, k, t: net(im, pm, co, k, t), image, prompt, resolution=RES)
@@ -395,7 +395,7 @@ def test_hugging_face_layout_folder(c, mod, comfy_base_dir, golden_dir, image):
             (folder / comp).mkdir(parents=True)
             part = {k[len(comp) + 1:]: v for k, v in tensors.items() if k.startswith(comp + ".")}
             save_file(part, str(folder / comp / "diffusion_pytorch_model.safetensors"))
-        names = mod["weights"].checkpoint_names()
+        names = mod["model_files"].checkpoint_names()
         assert "SDMatte_hf" in names
         assert not any(n.startswith("SDMatte_hf/") or n.startswith("SDMatte_hf\\") for n in names)
         (patcher,) = c.outputs("PromptMatteModelLoader", ckpt_name="SDMatte_hf", precision="fp32")
@@ -446,7 +446,7 @@ def test_apply_returns_an_alpha_preview_for_the_editor(c, model, image):
 def test_auto_precision_is_fp32_on_the_cpu_and_never_fp8(mod, monkeypatch):
     import comfy.model_management as mm
 
-    pick = mod["loader"].pick_dtype
+    pick = mod["patcher"].pick_dtype
     assert pick("auto", torch.device("cpu")) == torch.float32
     monkeypatch.setattr(mm, "unet_dtype", lambda **kw: torch.float8_e4m3fn)
     monkeypatch.setattr(mm, "is_device_cpu", lambda d: False)

@@ -1,4 +1,4 @@
-"""Where SDMatte weights live, which ones we know about, and how a known one is fetched.
+"""Where SDMatte weights live and which ones we know about (fetching them: ``downloads``).
 
 - Folder ``sdmatte`` in ComfyUI's ``folder_paths``: ``models/sdmatte`` first (downloads go there),
   then the legacy ``models/SDMatte``, then any ``sdmatte:`` entries of ``extra_model_paths.yaml``
@@ -11,20 +11,18 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
-import shutil
-import tempfile
 from functools import lru_cache
 
 import folder_paths
+
+from .downloads import download_known, hub_url, offline
 
 FOLDER_NAME = "sdmatte"
 LEGACY_FOLDER_NAME = "SDMatte"
 EXTENSIONS = {".safetensors", ".pth", ".pt", ".ckpt"}
 _KNOWN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_models.json")
 
-log = logging.getLogger("PromptMatte")
 
 
 def _same_dir(a: str, b: str) -> bool:
@@ -97,21 +95,6 @@ def checkpoint_names() -> list[str]:
     return sorted(names, key=str.lower)
 
 
-def _hub_url(entry: dict) -> str:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    return f"{endpoint}/{entry['repo_id']}/resolve/{entry.get('revision', 'main')}/{entry['filename']}"
-
-
-def _offline() -> bool:
-    try:
-        from huggingface_hub import constants
-        if constants.HF_HUB_OFFLINE:
-            return True
-    except Exception:  # pragma: no cover - huggingface_hub missing
-        pass
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
 def resolve_checkpoint(ckpt_name: str) -> str:
     """Full path of ``ckpt_name``; downloads a known but absent file first."""
     register_model_folder()
@@ -126,63 +109,11 @@ def resolve_checkpoint(ckpt_name: str) -> str:
             f"Put the file there (extensions {', '.join(sorted(EXTENSIONS))}) and refresh the node list, "
             f"or pick one of: {', '.join(checkpoint_names())}.")
     target = download_folder()
-    if _offline():
+    if offline():
         raise ValueError(
             f"SDMatte weights '{ckpt_name}' are not on disk and HF_HUB_OFFLINE is set, so they cannot "
-            f"be downloaded. Download {_hub_url(entry)} and put it in {target} as '{ckpt_name}', "
+            f"be downloaded. Download {hub_url(entry)} and put it in {target} as '{ckpt_name}', "
             f"or unset HF_HUB_OFFLINE.")
-    return download_known(ckpt_name, target)
+    return download_known(ckpt_name, entry, target)
 
 
-def _comfy_tqdm():
-    """A tqdm class that also drives ComfyUI's progress bar for the running node."""
-    import comfy.utils
-    from tqdm.auto import tqdm
-
-    class ComfyTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs.pop("name", None)
-            super().__init__(*args, **kwargs)
-            self._comfy_bar = comfy.utils.ProgressBar(int(self.total or 0) or 1)
-
-        def update(self, n=1):
-            out = super().update(n)
-            if self.total:
-                self._comfy_bar.update_absolute(int(self.n), int(self.total))
-            return out
-
-    return ComfyTqdm
-
-
-def download_known(ckpt_name: str, target_dir: str) -> str:
-    """Fetch known weights into ``target_dir/ckpt_name``; never leaves a partial file under that name.
-
-    huggingface_hub downloads into a hidden temporary folder inside ``target_dir`` (so the final
-    ``os.replace`` is an atomic rename on the same file system); the folder is removed afterwards,
-    whether the download worked or not.
-    """
-    from huggingface_hub import hf_hub_download
-
-    entry = known_models()[ckpt_name]
-    final = os.path.join(target_dir, ckpt_name)
-    os.makedirs(target_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".promptmatte-download-", dir=target_dir)
-    log.info("PromptMatte: downloading %s to %s", _hub_url(entry), final)
-    try:
-        got = hf_hub_download(
-            repo_id=entry["repo_id"],
-            filename=entry["filename"],
-            revision=entry.get("revision", "main"),
-            local_dir=tmp,
-            endpoint=os.environ.get("HF_ENDPOINT") or None,
-            tqdm_class=_comfy_tqdm(),
-        )
-        os.replace(got, final)
-    except Exception as e:
-        raise ValueError(
-            f"Could not download SDMatte weights '{ckpt_name}' from {_hub_url(entry)} "
-            f"({type(e).__name__}: {e}). Download the file by hand and put it in {target_dir} as "
-            f"'{ckpt_name}', or set HF_ENDPOINT to a reachable mirror.") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final

@@ -22,8 +22,8 @@ def engine(pack):
 
 
 @pytest.fixture(scope="module")
-def weights(engine):
-    return importlib.import_module(f"{engine.__name__}.weights")
+def conversion(engine):
+    return importlib.import_module(f"{engine.__name__}.conversion")
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +46,9 @@ def _case(golden_dir, name="litesdmatte_tiny"):
     return args, torch.from_numpy(cases["point_mask.trans1.alpha"])
 
 
-def test_convert_round_trip_is_exact(weights, engine, released_pth, golden_dir, tmp_path):
+def test_convert_round_trip_is_exact(conversion, engine, released_pth, golden_dir, tmp_path):
     out = tmp_path / "LiteSDMatte.safetensors"
-    metadata = weights.convert_checkpoint(released_pth, out)
+    metadata = conversion.convert_checkpoint(released_pth, out)
     original = load_file(str(golden_dir / "litesdmatte_tiny" / "model.safetensors"))
     converted = load_file(str(out))
     assert converted.keys() == original.keys()
@@ -61,9 +61,9 @@ def test_convert_round_trip_is_exact(weights, engine, released_pth, golden_dir, 
     assert float((engine.load_matting_model(out)(*args)[0, 0] - expected).abs().max()) <= 2e-4
 
 
-def test_convert_to_half_precision(weights, engine, released_pth, golden_dir, tmp_path):
+def test_convert_to_half_precision(conversion, engine, released_pth, golden_dir, tmp_path):
     out = tmp_path / "LiteSDMatte_fp16.safetensors"
-    weights.convert_checkpoint(released_pth, out, torch.float16)
+    conversion.convert_checkpoint(released_pth, out, torch.float16)
     with safe_open(str(out), "pt") as f:
         assert f.metadata()["dtype"] == "float16"
         assert f.get_tensor("unet.conv_in.weight").dtype == torch.float16
@@ -73,20 +73,20 @@ def test_convert_to_half_precision(weights, engine, released_pth, golden_dir, tm
     assert out.stat().st_size < released_pth.stat().st_size * 0.6
 
 
-def test_convert_never_leaves_a_partial_file(weights, tmp_path):
+def test_convert_never_leaves_a_partial_file(conversion, tmp_path):
     broken = tmp_path / "broken.pth"
     broken.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ValueError):
-        weights.convert_checkpoint(broken, tmp_path / "out.safetensors")
+        conversion.convert_checkpoint(broken, tmp_path / "out.safetensors")
     assert list(tmp_path.iterdir()) == [broken]
 
 
-def test_init_from_sd2_matches_the_authors_recipe(weights, engine, tmp_path):
+def test_init_from_sd2_matches_the_authors_recipe(conversion, engine, tmp_path):
     sd2 = tiny_sd2_state_dict(seed=3)
     source = tmp_path / "sd2.safetensors"
     save_file(sd2, str(source))
     out = tmp_path / "sdmatte_init.safetensors"
-    metadata = weights.init_from_sd2(source, out)
+    metadata = conversion.init_from_sd2(source, out)
     assert metadata["family"] == "sdmatte"
     init = load_file(str(out))
 
@@ -114,9 +114,9 @@ def test_init_from_sd2_matches_the_authors_recipe(weights, engine, tmp_path):
     assert alpha.shape == (1, 1, 64, 64)
 
 
-def test_init_from_sd2_refuses_matting_weights(weights, golden_dir, tmp_path):
+def test_init_from_sd2_refuses_matting_weights(conversion, golden_dir, tmp_path):
     with pytest.raises(ValueError, match="already an SDMatte UNet"):
-        weights.init_from_sd2(golden_dir / "sdmatte_tiny" / "model.safetensors", tmp_path / "x.safetensors")
+        conversion.init_from_sd2(golden_dir / "sdmatte_tiny" / "model.safetensors", tmp_path / "x.safetensors")
 
 
 def _cli(pack, *args):

@@ -1,4 +1,4 @@
-"""Load SDMatte Model: weights file -> ComfyUI ModelPatcher around the matting network.
+"""The matting network as a ComfyUI-managed model: a ModelPatcher around it, its precision, residency.
 
 Memory management is ComfyUI's: the network sits on the offload device until a matting node calls
 ``comfy.model_management.load_models_gpu`` (see ``make_resident``), which moves it to the torch
@@ -21,12 +21,8 @@ import torch
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.ops
-import folder_paths
-from comfy_api.latest import io
 
 from ..models import load_matting_model
-from . import weights
-from .types import CATEGORY, MattingModel
 
 PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -145,47 +141,3 @@ def make_resident(patcher, memory_required: int) -> None:
     anchor = getattr(getattr(network(patcher), "unet", None), "conv_in", None)
     if isinstance(anchor, torch.nn.Module):
         anchor.to(dev)
-
-
-class PromptMatteModelLoader(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        folder = "models/sdmatte"
-        return io.Schema(
-            node_id="PromptMatteModelLoader",
-            display_name="Load SDMatte Model",
-            category=CATEGORY,
-            description=(
-                "Loads SDMatte / SDMatte* / LiteSDMatte weights from models/sdmatte (also models/SDMatte "
-                "and 'sdmatte:' entries of extra_model_paths.yaml). Known weights are downloaded from "
-                "Hugging Face on first use."),
-            inputs=[
-                io.Combo.Input(
-                    "ckpt_name", options=weights.checkpoint_names(),
-                    tooltip=(f"Weights file in {folder}. The authors' SDMatte, SDMatte* and LiteSDMatte "
-                             "are listed even when absent and downloaded on first use (HF_ENDPOINT and "
-                             "HF_HUB_OFFLINE are honoured).")),
-                io.Combo.Input(
-                    "precision", options=PRECISIONS, default="auto",
-                    tooltip=("Weight precision. auto: fp32 on the CPU, ComfyUI's choice for diffusion "
-                             "models on a GPU (fp16 or bf16 when supported).")),
-            ],
-            outputs=[MattingModel.Output(
-                display_name="model",
-                tooltip="The matting model, managed by ComfyUI (moved to the GPU when used, offloaded "
-                        "when other models need memory, unloaded by 'Unload models').")],
-        )
-
-    @classmethod
-    def fingerprint_inputs(cls, ckpt_name: str, precision: str):
-        # a file replaced under the same name is loaded again
-        path = folder_paths.get_full_path(weights.FOLDER_NAME, ckpt_name) or weights.hf_folders().get(ckpt_name)
-        if path is None:
-            return (ckpt_name, precision)
-        st = os.stat(path)
-        return (ckpt_name, precision, st.st_mtime_ns, st.st_size)
-
-    @classmethod
-    def execute(cls, ckpt_name: str, precision: str) -> io.NodeOutput:
-        path = weights.resolve_checkpoint(ckpt_name)
-        return io.NodeOutput(load_patcher(path, precision))

@@ -1,0 +1,57 @@
+"""Load SDMatte Model: a weights file in models/sdmatte (downloaded first when known and absent)
+-> PROMPTMATTE_MODEL."""
+
+from __future__ import annotations
+
+import os
+
+import folder_paths
+from comfy_api.latest import io
+
+from . import model_files
+from .patcher import PRECISIONS, load_patcher
+from .types import CATEGORY, MatteModelType
+
+
+class PromptMatteModelLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        folder = "models/sdmatte"
+        return io.Schema(
+            node_id="PromptMatteModelLoader",
+            display_name="Load SDMatte Model",
+            category=CATEGORY,
+            description=(
+                "Loads SDMatte / SDMatte* / LiteSDMatte weights from models/sdmatte (also models/SDMatte "
+                "and 'sdmatte:' entries of extra_model_paths.yaml). Known weights are downloaded from "
+                "Hugging Face on first use."),
+            inputs=[
+                io.Combo.Input(
+                    "ckpt_name", options=model_files.checkpoint_names(),
+                    tooltip=(f"Weights file in {folder}. The authors' SDMatte, SDMatte* and LiteSDMatte "
+                             "are listed even when absent and downloaded on first use (HF_ENDPOINT and "
+                             "HF_HUB_OFFLINE are honoured).")),
+                io.Combo.Input(
+                    "precision", options=PRECISIONS, default="auto",
+                    tooltip=("Weight precision. auto: fp32 on the CPU, ComfyUI's choice for diffusion "
+                             "models on a GPU (fp16 or bf16 when supported).")),
+            ],
+            outputs=[MatteModelType.Output(
+                display_name="model",
+                tooltip="The matting model, managed by ComfyUI (moved to the GPU when used, offloaded "
+                        "when other models need memory, unloaded by 'Unload models').")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, ckpt_name: str, precision: str):
+        # a file replaced under the same name is loaded again
+        path = folder_paths.get_full_path(model_files.FOLDER_NAME, ckpt_name) or model_files.hf_folders().get(ckpt_name)
+        if path is None:
+            return (ckpt_name, precision)
+        st = os.stat(path)
+        return (ckpt_name, precision, st.st_mtime_ns, st.st_size)
+
+    @classmethod
+    def execute(cls, ckpt_name: str, precision: str) -> io.NodeOutput:
+        path = model_files.resolve_checkpoint(ckpt_name)
+        return io.NodeOutput(load_patcher(path, precision))
