@@ -248,28 +248,44 @@ def _check_size(size):
     return (h, w)
 
 
-def parse_points_json(text: str) -> list:
+def parse_points_json(text, what: str = "the points JSON") -> list:
     """Clicks from the Points Editor JSON ``[{"x": 10, "y": 20}, ...]`` (or ``[[10, 20], ...]``).
 
-    Returns a list of (x, y) float pairs; empty text gives an empty list.
+    ``text`` is the JSON text, or the already decoded list (e.g. the ``"points"`` of the
+    Matte Prompt Editor's stored state); ``what`` names where the points come from in the
+    error messages. Returns a list of (x, y) float pairs; empty text gives an empty list.
+    Raises :class:`PromptError` naming the point, the coordinate and what is wrong with it.
     """
-    if text is None or not str(text).strip():
-        return []
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        snippet = e.doc[max(0, e.pos - 15): e.pos + 15].replace("\n", " ")
-        raise PromptError(
-            f"the points JSON is malformed at line {e.lineno} column {e.colno} ({e.msg}) near "
-            f"{snippet!r}; expected a list like [{{\"x\": 10, \"y\": 20}}, ...]"
-        ) from None
+    example = 'expected a list like [{"x": 10, "y": 20}, ...]'
+
+    def json_type(value) -> str:  # the JSON name of a decoded value's type
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return "boolean"
+        if isinstance(value, (int, float)):
+            return "number"
+        if isinstance(value, str):
+            return "string"
+        return "object" if isinstance(value, dict) else "list"
+
+    if isinstance(text, (list, tuple)):
+        data = list(text)
+    else:
+        if text is None or not str(text).strip():
+            return []
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            snippet = e.doc[max(0, e.pos - 15): e.pos + 15].replace("\n", " ")
+            raise PromptError(
+                f"{what} is malformed at line {e.lineno} column {e.colno} ({e.msg}) near "
+                f"{snippet!r}; {example}"
+            ) from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        raise PromptError(
-            f"the points JSON is a {type(data).__name__}, not a list; "
-            "expected a list like [{\"x\": 10, \"y\": 20}, ...]"
-        )
+        raise PromptError(f"{what} is a {json_type(data)} ({json.dumps(data)[:40]}), not a list; {example}")
     out = []
     for i, item in enumerate(data):
         if isinstance(item, dict) and "x" in item and "y" in item:
@@ -278,17 +294,20 @@ def parse_points_json(text: str) -> list:
             x, y = item
         else:
             raise PromptError(
-                f"point {i + 1} in the points JSON is {json.dumps(item)}; "
-                "each point must be {\"x\": number, \"y\": number} or [x, y]"
+                f"point {i + 1} in {what} is {json.dumps(item)}; "
+                'each point must be {"x": number, "y": number} or [x, y]'
             )
-        if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)) or not isinstance(
-            y, (int, float)
-        ):
-            raise PromptError(
-                f"point {i + 1} in the points JSON has non-numeric coordinates {json.dumps(item)}"
-            )
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise PromptError(f"point {i + 1} in the points JSON is not finite: {json.dumps(item)}")
+        for axis, v in (("x", x), ("y", y)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise PromptError(
+                    f"point {i + 1} in {what} has {axis} = {json.dumps(v)}, not a number; "
+                    'each point must be {"x": number, "y": number} or [x, y]'
+                )
+            if not math.isfinite(v):
+                raise PromptError(
+                    f"point {i + 1} in {what} has {axis} = {json.dumps(v)}, not a finite number; "
+                    'give pixel coordinates as plain numbers, e.g. {"x": 10, "y": 20}'
+                )
         out.append((float(x), float(y)))
     return out
 

@@ -120,8 +120,35 @@ def test_malformed_points_json_quotes_where(M):
     assert '"y": 6' in msg  # the text around the error
     with pytest.raises(M.PromptError, match=r'point 2 in the points JSON is \{"x": 1\}'):
         M.parse_points_json('[{"x": 1, "y": 1}, {"x": 1}]')
-    with pytest.raises(M.PromptError, match="non-numeric"):
+    with pytest.raises(M.PromptError, match=r'^point 1 in the points JSON has x = "a", not a number; '):
         M.parse_points_json('[{"x": "a", "y": 1}]')
+
+
+def test_points_json_names_the_point_the_coordinate_and_the_fix(M):
+    """Each refusal says which point, which coordinate, what it is, and what a point must be."""
+    cases = [
+        ('[{"x": 1, "y": 2}, {"x": 3, "y": true}]', 'point 2 in the points JSON has y = true, not a number'),
+        ('[[1, 2], [3, null]]', "point 2 in the points JSON has y = null, not a number"),
+        ('[{"x": NaN, "y": 1}]', "point 1 in the points JSON has x = NaN, not a finite number"),
+        ('[{"x": 1, "y": -Infinity}]', "point 1 in the points JSON has y = -Infinity, not a finite number"),
+        ("[[1, 2, 3]]", "point 1 in the points JSON is [1, 2, 3]"),
+        ('"10, 20"', 'the points JSON is a string ("10, 20"), not a list'),
+        ("12", "the points JSON is a number (12), not a list"),
+    ]
+    for text, words in cases:
+        with pytest.raises(M.PromptError) as e:
+            M.parse_points_json(text)
+        msg = str(e.value)
+        assert msg.startswith(words), (text, msg)
+        assert '{"x": ' in msg, msg  # the message shows the expected form
+
+
+def test_parse_points_json_takes_a_decoded_list_and_names_its_source(M):
+    """The Matte Prompt Editor hands over the "points" list of its stored state."""
+    assert M.parse_points_json([{"x": 3, "y": 4}, [5, 6.5]], what="its stored state") == [(3.0, 4.0), (5.0, 6.5)]
+    assert M.parse_points_json([]) == []
+    with pytest.raises(M.PromptError, match=r'^point 2 in its stored state has x = "7", not a number'):
+        M.parse_points_json([{"x": 3, "y": 4}, {"x": "7", "y": 1}], what="its stored state")
 
 
 def test_prompt_scaled_and_cropped(M):
