@@ -4,6 +4,8 @@ against the real ComfyUI server of the ``comfy_server`` fixture and its PyPI fro
 The spec (tests/browser/editor.spec.mjs) loads workflows/01_click_matting.json, clicks on the
 editor's canvas, checks the stored image-pixel coordinates, save/load, copy-paste and resize,
 queues the graph through the frontend and waits for the run; the tests below check what it saw.
+tests/browser/editor_resize.spec.mjs puts a core "Upscale Image" node in front of the editor and
+checks that the clicks reach the server in the resized image's pixels, on the same content.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def test_editor_shows_image_from_load_image_and_stores_pixel_clicks(editor_run):
     checks = editor_run["checks"]
     assert checks["image_from_load_image"] is True
     assert checks["clicks_in_image_pixels"] == [{"x": x, "y": y} for x, y in harness.SUBJECT_CLICKS]
+    assert checks["stored_size"] == list(harness.IMAGE_SIZE)  # editor_state records the image clicked on
     assert checks["remove_nearest"] is True
     assert "at most 10" in checks["max_points_message"].lower()
     assert checks["box"] is not None and len(checks["box"]) == 4
@@ -112,3 +115,84 @@ def test_editor_image_after_first_run_when_not_fed_by_load_image(comfy_server, c
     assert data["after_run"] == "loaded"
     assert data["image_size"] == "{}x{}".format(*harness.IMAGE_SIZE)
     assert data["click"] == {"x": 40, "y": 30}
+
+
+RESIZED = (160, 120)  # the Upscale Image node halves the 320×240 test image
+
+
+def _close_colour(a, b, tol=40):
+    return all(abs(int(u) - int(v)) <= tol for u, v in zip(a[:3], b[:3]))
+
+
+@pytest.mark.timeout(900)
+def test_editor_behind_a_resize_node_puts_the_clicks_on_the_same_content(comfy_server, comfy_client, comfy_base_dir):
+    """Load Image -> Upscale Image (half size) -> Matte Prompt Editor -> SDMatte Matting.
+
+    A click made on the Load Image file before the resize node was put in, and a click made on
+    the image the editor received after a run, both reach the server (the editor's `points`
+    output) in the resized image's pixels, on the same picture content as where they were
+    clicked; the editor shows the received image with the clicks where the server put them."""
+    from PIL import Image
+
+    harness.require_browser()
+    if not (comfy_base_dir / "models" / "sdmatte" / "sdmatte_tiny.safetensors").exists():
+        pytest.skip("the golden tiny checkpoint is not linked into the test base dir")
+    comfy_client.upload_image(harness.png_bytes(harness.subject_image()), filename=IMAGE_NAME)
+    W, H = harness.IMAGE_SIZE
+    w, h = RESIZED
+    first = harness.SUBJECT_CLICKS[0]  # on the red disc, in the file's pixels
+    second = (80, 20)  # on the yellow block, in the resized image's pixels
+    data = harness.run_spec(
+        "editor_resize.spec.mjs",
+        comfy_server.url,
+        {
+            "image": IMAGE_NAME,
+            "size": [W, H],
+            "scaled": [w, h],
+            "first": list(first),
+            "second": list(second),
+            "ckpt": "sdmatte_tiny.safetensors",
+            "resolution": 128,
+            "runTimeoutMs": 240000,
+        },
+        timeout=600,
+    )
+    original = harness.subject_image()
+
+    def received(run):
+        ref = run["editor_ui"]["promptmatte_image"][0]
+        return Image.open(io.BytesIO(comfy_client.view(ref["filename"], ref["subfolder"], "temp"))).convert("RGB")
+
+    # 1. Fed by Load Image: the click is stored in the file's pixels, with the file's size.
+    assert data["first_source"] == "load-image"
+    assert data["first_state"] == {"points": [{"x": first[0], "y": first[1]}], "box": None, "width": W, "height": H}
+    # 2. Behind Upscale Image: the file is no longer shown (it is not what the editor receives),
+    #    the click is kept, and the server scales it to the resized image.
+    assert data["dropped_after_rewire"] is True
+    assert data["state_after_rewire"] == data["first_state"]
+    assert f"clicks made on a {W}×{H} image" in data["status_without_image"]
+    run1 = data["run1"]
+    assert run1["editor_ui"]["promptmatte_size"] == [[w, h]]
+    scaled_first = {"x": first[0] * w / W, "y": first[1] * h / H}
+    assert run1["points"] == [scaled_first]
+    assert run1["bbox"] == []
+    img1 = received(run1)
+    assert img1.size == (w, h)
+    assert _close_colour(img1.getpixel((int(scaled_first["x"]), int(scaled_first["y"]))), original.getpixel(first))
+    # ... and the editor now shows that image, with the click drawn where the server put it.
+    assert run1["image_source"] == "run"
+    assert run1["clicks"] == "scaled"
+    assert run1["drawn"]["points"] == [scaled_first]
+    assert f"clicked on {W}×{H}, scaled" in run1["status"]
+    # 3. A click on the received image is stored in its pixels (the earlier click moved with it).
+    assert data["second_state"] == {
+        "points": [scaled_first, {"x": second[0], "y": second[1]}], "box": None, "width": w, "height": h,
+    }
+    run2 = data["run2"]
+    assert run2["points"] == [scaled_first, {"x": second[0], "y": second[1]}]
+    assert run2["clicks"] == "same"
+    img2 = received(run2)
+    yellow = original.getpixel((second[0] * W // w, second[1] * H // h))
+    assert _close_colour(yellow, (250, 210, 60)), "the second target is on the yellow block of the file"
+    assert _close_colour(img2.getpixel(second), yellow)
+    assert data["page_errors"] == []

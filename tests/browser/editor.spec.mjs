@@ -114,6 +114,7 @@ await main(async () => {
     let s = await state();
     assert(same(s.points, T.map(([x, y]) => ({ x, y }))), `points ${JSON.stringify(s.points)} == ${JSON.stringify(T)}`);
     out.checks.clicks_in_image_pixels = s.points;
+    out.checks.stored_size = [s.width ?? null, s.height ?? null]; // the size of the image clicked on
 
     // 2) right click removes the nearest point, shift-click too
     await click(T[1][0] + 2, T[1][1] - 2, { button: "right" });

@@ -1,16 +1,29 @@
 // PromptMatte: the interactive prompt editor inside the "Matte Prompt Editor" node.
 //
 // The node's hidden STRING widget `editor_state` is the single source of truth. It holds
-//   {"points": [{"x": 12, "y": 34}, ...], "box": [x1, y1, x2, y2] | null}
-// in IMAGE PIXELS (points are pixel indices, the box is end-exclusive), so the clicks
-// survive save/load, copy-paste and resizing the node. This module only draws that state
-// on a canvas over the image and edits it with the mouse.
+//   {"points": [{"x": 12, "y": 34}, ...], "box": [x1, y1, x2, y2] | null, "width": W, "height": H}
+// in IMAGE PIXELS of the W×H image the clicks were made on (points are pixel indices, the
+// box is end-exclusive), so the clicks survive save/load, copy-paste and resizing the node.
+// width/height are written with the clicks (an empty state has none); a state without them
+// (saved before they existed) is in the pixels of whatever image the node receives. This
+// module only draws that state on a canvas over the image and edits it with the mouse.
 //
-// The image comes from an upstream Load Image node (read through /view?type=input) as
-// soon as one is connected, otherwise from the editor's own UI output after a run
-// (`promptmatte_image` + `promptmatte_size`). After a downstream "SDMatte Matting"
-// (PromptMatteApply) node runs, the alpha it returns in its UI output
-// (`promptmatte_alpha`, falling back to `images`) is shown as a tinted overlay.
+// The image shown is the one the node receives, as far as the browser can know it:
+// - fed (through Reroutes) by a core Load Image node: its file (read through /view) at once;
+// - fed by any other node (a resize, a crop, another pack's loader): the image the node
+//   received in the last run (its UI output `promptmatte_image` + `promptmatte_size`, the
+//   real size even when the preview is smaller); nothing before the first run, and the image
+//   is dropped when the input is connected elsewhere;
+// - after a run that reports another size than the Load Image file shown: the received image.
+//
+// Clicks made on an image of another size are drawn where the server puts them: scaled by
+// W/w, H/h (nodes/editor.py does the same with matting.Prompt.scaled_to) when the aspect
+// ratio matches within one pixel of resize rounding on each side; otherwise they are drawn
+// stretched in orange with a warning, because the server refuses them. Any edit rewrites
+// the whole state in the pixels of the image shown (what you see is what is stored).
+//
+// After a downstream "SDMatte Matting" (PromptMatteApply) node runs, the alpha it returns
+// in its UI output (`promptmatte_alpha`, falling back to `images`) is shown as a tinted overlay.
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -27,11 +40,14 @@ const DRAG_THRESHOLD = 4; // CSS pixels before a press becomes a drag
 const TINT = [255, 40, 150]; // matte overlay colour (foreground); background is dimmed
 const OVERLAY_OPACITY = 0.5;
 const MESSAGE_MS = 3500;
+// Resize nodes round each side to whole pixels: a size within this many pixels of an exact
+// proportional resize counts as the same aspect ratio (the server uses the same rule).
+const RESIZE_ROUNDING_PX = 1;
 
 // ------------------------------------------------------------------ state helpers
 
 export function parseState(text) {
-  const empty = { points: [], box: null };
+  const empty = { points: [], box: null, width: null, height: null };
   if (typeof text !== "string" || !text.trim()) return empty;
   let data;
   try {
@@ -51,14 +67,59 @@ export function parseState(text) {
     const [a, b, c, d] = data.box;
     box = [Math.min(a, c), Math.min(b, d), Math.max(a, c), Math.max(b, d)];
   }
-  return { points, box };
+  const side = (v) => (Number.isInteger(v) && v >= 1 ? v : null);
+  let width = side(data.width);
+  let height = side(data.height);
+  if (width == null || height == null) width = height = null;
+  return { points, box, width, height };
 }
 
+// The state as stored: width/height (the size of the image clicked on) only with clicks.
 export function serializeState(state) {
-  return JSON.stringify({
+  const out = {
     points: state.points.map((p) => ({ x: p.x, y: p.y })),
     box: state.box ? state.box.slice() : null,
-  });
+  };
+  if ((out.points.length || out.box) && state.width && state.height) {
+    out.width = state.width;
+    out.height = state.height;
+  }
+  return JSON.stringify(out);
+}
+
+// Is [W, H] a proportional resize of [w, h]? Some scale s must give both sides to within
+// RESIZE_ROUNDING_PX pixels (as aspect_matches in nodes/editor.py).
+export function aspectMatches([w, h], [W, H], tol = RESIZE_ROUNDING_PX) {
+  const lo = Math.max((W - tol) / w, (H - tol) / h);
+  const hi = Math.min((W + tol) / w, (H + tol) / h);
+  return lo <= hi + 1e-12;
+}
+
+const round3 = (v) => Math.round(v * 1000) / 1000;
+
+// The state in the pixels of an image of size [W, H]:
+//   relation "same"     no size recorded, or the same size: coordinates as stored;
+//            "scaled"   clicked on a proportional resize: x·W/w, y·H/h (as the server);
+//            "mismatch" clicked on another aspect ratio: stretched the same way, but the
+//                       server refuses these until they are edited or cleared.
+export function stateInImage(state, [W, H]) {
+  const w = state.width;
+  const h = state.height;
+  const hasClicks = state.points.length > 0 || !!state.box;
+  if (!w || !h || (w === W && h === H) || !hasClicks) {
+    return { points: state.points.map((p) => ({ ...p })), box: state.box?.slice() ?? null, relation: "same" };
+  }
+  const fx = W / w;
+  const fy = H / h;
+  return {
+    points: state.points.map((p) => ({ x: round3(p.x * fx), y: round3(p.y * fy) })),
+    box: state.box ? state.box.map((v, i) => round3(v * (i % 2 ? fy : fx))) : null,
+    relation: aspectMatches([w, h], [W, H]) ? "scaled" : "mismatch",
+  };
+}
+
+function fmt(v) {
+  return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
 function clamp(v, lo, hi) {
@@ -167,7 +228,7 @@ class MatteEditor {
     this.image = null; // HTMLImageElement shown
     this.imageSize = null; // [W, H] of the real image (the preview may be smaller)
     this.imageKey = null;
-    this.upstreamKey = undefined; // last upstream Load Image file seen
+    this.upstreamKey = undefined; // last upstream seen: "file:..." (Load Image), "node:<id>" or null
     this.loadToken = 0;
     this.overlay = null; // canvas holding the tinted matte
     this.overlayKey = null;
@@ -289,14 +350,24 @@ class MatteEditor {
     return this.node.widgets?.find((w) => w.name === STATE_WIDGET);
   }
 
+  // The stored state (in the pixels of the image it was clicked on).
   getState() {
     return parseState(this.stateWidget?.value);
   }
 
+  // The stored state in the pixels of the image shown (see stateInImage), plus `relation`.
+  viewState() {
+    const st = this.getState();
+    if (!this.imageSize) return { points: st.points, box: st.box, relation: "same" };
+    return stateInImage(st, this.imageSize);
+  }
+
+  // Store `state`, given in the pixels of the image shown (an edit), with that image's size.
   setState(state) {
     const w = this.stateWidget;
     if (!w) return;
-    const text = serializeState(state);
+    const [width, height] = this.imageSize ?? [null, null];
+    const text = serializeState({ points: state.points, box: state.box, width, height });
     if (w.value !== text) {
       w.value = text;
       w.callback?.(text);
@@ -310,32 +381,43 @@ class MatteEditor {
 
   // Called on every draw of the node: cheap checks for a new upstream image or state.
   tick() {
-    const up = this.upstreamImageRef();
-    const key = up ? `${up.type}/${up.subfolder}/${up.filename}` : null;
-    if (key !== this.upstreamKey) {
-      this.upstreamKey = key;
-      if (up) this.showImage(viewURL(up, false), null, "input:" + key, true);
+    const up = this.upstreamSource();
+    if (up.key !== this.upstreamKey) {
+      this.upstreamKey = up.key;
+      if (up.ref) this.showImage(viewURL(up.ref, false), null, up.key, true);
+      else if (this.image) this.dropImage(); // no longer what this node receives
     }
     const stateText = this.stateWidget?.value;
     if (stateText !== this.renderedState) this.render();
   }
 
-  upstreamImageRef() {
+  // What feeds the image input: {key, ref}. A core Load Image node (through Reroutes) gives
+  // its file (ref, shown at once: it is exactly what the node receives); any other node
+  // only a key, since it may resize or crop (e.g. "Upscale Image", KJNodes' "Load & Resize
+  // Image"): its image shows after a run.
+  upstreamSource() {
     const idx = this.node.inputs?.findIndex((i) => i.name === "image") ?? -1;
-    if (idx < 0) return null;
-    const up = upstreamNode(this.node, idx);
-    if (!up) return null;
+    const up = idx < 0 ? null : upstreamNode(this.node, idx);
+    if (!up) return { key: null, ref: null };
     const type = nodeType(up);
     const w = up.widgets?.find((x) => x.name === "image");
-    if (!w || typeof w.value !== "string") return null;
-    if (LOAD_IMAGE_TYPES.has(type)) {
-      return parseAnnotatedFilename(w.value, type === "LoadImageOutput" ? "output" : "input");
+    if (LOAD_IMAGE_TYPES.has(type) && typeof w?.value === "string") {
+      const ref = parseAnnotatedFilename(w.value, type === "LoadImageOutput" ? "output" : "input");
+      if (ref) return { key: `file:${ref.type}/${ref.subfolder}/${ref.filename}`, ref };
     }
-    // Other loaders with an image file combo (e.g. from other packs).
-    if (/\.(png|jpe?g|webp|bmp|gif|tiff?)(\s*\[(input|output|temp)\])?$/i.test(w.value)) {
-      return parseAnnotatedFilename(w.value, "input");
-    }
-    return null;
+    return { key: `node:${up.id}`, ref: null };
+  }
+
+  dropImage() {
+    this.loadToken++; // forget a load under way
+    this.image = null;
+    this.imageSize = null;
+    this.imageKey = null;
+    this.root.dataset.image = "none";
+    delete this.root.dataset.imageSize;
+    delete this.root.dataset.imageSource;
+    this.clearOverlay();
+    this.render();
   }
 
   async showImage(url, size, key, dropOverlay) {
@@ -348,26 +430,39 @@ class MatteEditor {
       return;
     }
     if (token !== this.loadToken) return; // a newer image was asked for meanwhile
-    const changedSize =
-      !this.imageSize ||
-      this.imageSize[0] !== (size?.[0] ?? img.naturalWidth) ||
-      this.imageSize[1] !== (size?.[1] ?? img.naturalHeight);
     this.image = img;
     this.imageSize = size ? [size[0], size[1]] : [img.naturalWidth, img.naturalHeight];
     this.imageKey = key;
     this.root.dataset.image = "loaded";
     this.root.dataset.imageSize = `${this.imageSize[0]}x${this.imageSize[1]}`;
-    if (dropOverlay || changedSize) this.clearOverlay();
+    this.root.dataset.imageSource = key.startsWith("run:") ? "run" : "load-image";
+    // A run's image keeps the overlay (that run's alpha may already be there); it is only
+    // drawn while its aspect ratio fits the image (see render).
+    if (dropOverlay) this.clearOverlay();
     this.render();
   }
 
-  // The editor's own UI output after a run: the image it received.
+  // The editor's own UI output after a run: the image it received, at its real size. The
+  // Load Image file already shown is kept when it is that image (same file, same size: full
+  // resolution, no reload); anything else is replaced by what the node received.
   onEditorExecuted(output) {
     const ref = output?.promptmatte_image?.[0];
     if (!ref) return;
-    const size = output?.promptmatte_size?.[0];
+    const raw = output?.promptmatte_size?.[0];
+    const size = Array.isArray(raw) && raw.length === 2 ? [Number(raw[0]), Number(raw[1])] : null;
+    const up = this.upstreamSource();
+    this.upstreamKey = up.key; // a rewiring not seen yet (node off screen) must not drop this image later
+    if (
+      up.ref &&
+      this.imageKey === up.key &&
+      size &&
+      this.imageSize?.[0] === size[0] &&
+      this.imageSize?.[1] === size[1]
+    ) {
+      return;
+    }
     const key = `run:${ref.type}/${ref.subfolder}/${ref.filename}`;
-    this.showImage(viewURL(ref, true), Array.isArray(size) ? size : null, key, false);
+    this.showImage(viewURL(ref, true), size, key, false);
   }
 
   // A downstream matting node's UI output: its alpha becomes the overlay.
@@ -398,6 +493,7 @@ class MatteEditor {
     }
     ctx.putImageData(data, 0, 0);
     this.overlay = c;
+    this.overlaySize = [c.width, c.height];
     this.overlayKey = key;
     this.overlayCoverage = fg / (px.length / 4);
     this.root.dataset.overlay = "loaded";
@@ -407,6 +503,7 @@ class MatteEditor {
 
   clearOverlay() {
     this.overlay = null;
+    this.overlaySize = null;
     this.overlayKey = null;
     this.root.dataset.overlay = "none";
     delete this.root.dataset.overlayKey;
@@ -503,7 +600,7 @@ class MatteEditor {
     }
     const p = this.eventToImage(e);
     if (!p) return;
-    const state = this.getState();
+    const state = this.viewState();
     if (e.button === 2 || (e.button === 0 && e.shiftKey)) {
       this.removeNearest(p, state);
       return;
@@ -527,7 +624,7 @@ class MatteEditor {
     const p = this.eventToImage(e);
     if (!this.drag) {
       if (p && this.image) {
-        const state = this.getState();
+        const state = this.viewState();
         const over = this.hitPoint(p, state) >= 0 || this.hitCorner(p, state) >= 0;
         this.canvas.style.cursor = over ? "move" : this.insideBox(p, state) ? "grab" : "crosshair";
       }
@@ -542,7 +639,7 @@ class MatteEditor {
     }
     if (!p) return;
     const { W, H } = p.L;
-    const state = this.getState();
+    const state = this.viewState();
     if (d.mode === "point") {
       const q = state.points[d.index];
       if (!q) return;
@@ -586,8 +683,8 @@ class MatteEditor {
     }
     if (d.active) {
       if (d.mode === "new-box" || d.mode === "corner") {
-        const s = this.getState();
-        if (s.box) this.flash(`Box ${s.box[2] - s.box[0]}×${s.box[3] - s.box[1]} px: matting uses the box`);
+        const s = this.viewState();
+        if (s.box) this.flash(`Box ${fmt(s.box[2] - s.box[0])}×${fmt(s.box[3] - s.box[1])} px: matting uses the box`);
       }
       this.render();
       return;
@@ -613,7 +710,7 @@ class MatteEditor {
       this.flash("Click inside the image");
       return;
     }
-    const state = this.getState();
+    const state = this.viewState();
     if (state.points.length >= MAX_POINTS) {
       this.flash(`At most ${MAX_POINTS} points: right-click a point to remove it`);
       return;
@@ -660,11 +757,13 @@ class MatteEditor {
     const c = this.canvas;
     const stateText = this.stateWidget?.value;
     this.renderedState = stateText;
-    const state = parseState(stateText);
+    const stored = parseState(stateText);
+    const state = this.viewState();
     this.root.dataset.nodeId = String(this.node.id);
     this.root.dataset.points = String(state.points.length);
     this.root.dataset.box = state.box ? state.box.join(",") : "";
-    this.updateStatus(state);
+    this.root.dataset.clicks = state.relation; // same | scaled | mismatch
+    this.updateStatus(state, stored);
 
     const dpr = window.devicePixelRatio || 1;
     const cw = c.clientWidth;
@@ -694,7 +793,9 @@ class MatteEditor {
     const { s, ox, oy, W, H } = L;
     ctx.imageSmoothingEnabled = true;
     ctx.drawImage(this.image, ox, oy, W * s, H * s);
-    if (this.overlay && this.showOverlay) ctx.drawImage(this.overlay, ox, oy, W * s, H * s);
+    if (this.overlay && this.showOverlay && aspectMatches(this.overlaySize, [W, H])) {
+      ctx.drawImage(this.overlay, ox, oy, W * s, H * s);
+    }
 
     // Box
     if (state.box) {
@@ -708,7 +809,7 @@ class MatteEditor {
       ctx.strokeStyle = "rgba(0,0,0,0.7)";
       ctx.strokeRect(rx, ry, rw, rh);
       ctx.setLineDash([6, 4]);
-      ctx.strokeStyle = "#ffd400";
+      ctx.strokeStyle = state.relation === "mismatch" ? "#f08c00" : "#ffd400";
       ctx.strokeRect(rx, ry, rw, rh);
       ctx.setLineDash([]);
       ctx.fillStyle = "#ffd400";
@@ -734,7 +835,13 @@ class MatteEditor {
       const py = clamp(oy + (q.y + 0.5) * s, 0, ch);
       ctx.beginPath();
       ctx.arc(px, py, POINT_RADIUS, 0, Math.PI * 2);
-      ctx.fillStyle = outside(q) ? "#d22" : state.box ? "#2a7de1" : "#19c24a";
+      ctx.fillStyle = outside(q)
+        ? "#d22"
+        : state.relation === "mismatch"
+          ? "#f08c00"
+          : state.box
+            ? "#2a7de1"
+            : "#19c24a";
       ctx.fill();
       ctx.lineWidth = 1.5;
       ctx.strokeStyle = "#fff";
@@ -743,7 +850,10 @@ class MatteEditor {
       ctx.fillText(String(i + 1), px, py + 0.5);
     });
     ctx.restore();
-    if (!state.points.length && !state.box && !this.message) {
+    if (state.relation === "mismatch") {
+      const st = parseState(this.stateWidget?.value);
+      this.drawBanner(ctx, cw, ch - 28, `Clicked on a ${st.width}×${st.height} image: press Clear, or move the clicks`);
+    } else if (!state.points.length && !state.box && !this.message) {
       this.drawBanner(ctx, cw, ch - 28, "Click on the subject · drag for a box");
     }
     this.drawMessage(ctx, cw);
@@ -766,14 +876,21 @@ class MatteEditor {
     if (this.message) this.drawBanner(ctx, cw, 6, this.message);
   }
 
-  updateStatus(state) {
+  updateStatus(state, stored) {
     let text;
-    if (!this.image) text = "no image yet";
-    else {
+    const clickedOn = stored.width ? `${stored.width}×${stored.height}` : null;
+    if (!this.image) {
+      const n = stored.points.length + (stored.box ? 1 : 0);
+      text = "no image yet" + (n && clickedOn ? ` · clicks made on a ${clickedOn} image` : "");
+    } else {
       const [W, H] = this.imageSize;
       const parts = [`${W}×${H}`, `${state.points.length}/${MAX_POINTS} points`];
-      if (state.box) parts.push(`box ${state.box[2] - state.box[0]}×${state.box[3] - state.box[1]} (used)`);
+      if (state.box) parts.push(`box ${fmt(state.box[2] - state.box[0])}×${fmt(state.box[3] - state.box[1])} (used)`);
       else if (!state.points.length) parts.push("no clicks: automatic matte");
+      if (state.relation === "scaled") parts.push(`clicked on ${clickedOn}, scaled`);
+      if (state.relation === "mismatch") {
+        parts.unshift(`clicks made on a ${clickedOn} image, another aspect ratio: the run stops — press Clear, or move them`);
+      }
       text = parts.join(" · ");
     }
     if (this.status.textContent !== text) this.status.textContent = text;
