@@ -118,6 +118,7 @@ def test_editor_image_after_first_run_when_not_fed_by_load_image(comfy_server, c
 
 
 RESIZED = (160, 120)  # the Upscale Image node halves the 320×240 test image
+SQUARE_NAME = "promptmatte_editor_square.png"
 
 
 def _close_colour(a, b, tol=40):
@@ -142,6 +143,8 @@ def test_editor_behind_a_resize_node_puts_the_clicks_on_the_same_content(comfy_s
     w, h = RESIZED
     first = harness.SUBJECT_CLICKS[0]  # on the red disc, in the file's pixels
     second = (80, 20)  # on the yellow block, in the resized image's pixels
+    other = harness.subject_image().crop((40, 0, 280, 240))  # 240×240: another aspect ratio
+    comfy_client.upload_image(harness.png_bytes(other), filename=SQUARE_NAME)
     data = harness.run_spec(
         "editor_resize.spec.mjs",
         comfy_server.url,
@@ -151,6 +154,7 @@ def test_editor_behind_a_resize_node_puts_the_clicks_on_the_same_content(comfy_s
             "scaled": [w, h],
             "first": list(first),
             "second": list(second),
+            "other": {"image": SQUARE_NAME, "size": list(other.size)},
             "ckpt": "sdmatte_tiny.safetensors",
             "resolution": 128,
             "runTimeoutMs": 240000,
@@ -195,4 +199,21 @@ def test_editor_behind_a_resize_node_puts_the_clicks_on_the_same_content(comfy_s
     yellow = original.getpixel((second[0] * W // w, second[1] * H // h))
     assert _close_colour(yellow, (250, 210, 60)), "the second target is on the yellow block of the file"
     assert _close_colour(img2.getpixel(second), yellow)
+    # 4. Load Image straight into the editor again: the clicks are drawn scaled back onto the file,
+    #    on the disc and on the block where they were clicked (the state is untouched until an edit).
+    back = data["back_on_file"]
+    assert back["clicks"] == "scaled"
+    assert back["state"] == data["second_state"]
+    assert back["drawn"]["points"] == [{"x": first[0], "y": first[1]}, {"x": second[0] * W / w, "y": second[1] * H / h}]
+    # 5. Another aspect ratio: the editor warns, the server refuses naming both sizes, Clear + click
+    #    stores the click on the new image with its size.
+    mm = data["mismatch"]
+    assert "another aspect ratio" in mm["status"] and f"{w}×{h}" in mm["status"], mm["status"]
+    assert mm["state"] == data["second_state"]
+    assert mm["run_error"] and "aspect ratio" in mm["run_error"], mm["run_error"]
+    assert f"made on a {w}×{h} image" in mm["run_error"] and "arrived is 240×240" in mm["run_error"]
+    # The frontend's error dialog shows the message to the user.
+    assert mm["dialog"] and "Press \"Clear\" in the editor" in mm["dialog"], mm["dialog"]
+    assert mm["after_clear_and_click"] == {"points": [{"x": 120, "y": 120}], "box": None, "width": 240, "height": 240}
+    assert mm["clicks_after"] == "same"
     assert data["page_errors"] == []

@@ -9,6 +9,7 @@
 //   scaled: [w, h] the Upscale Image node resizes it to,
 //   first: [x, y] a pixel of the file to click before the resize node is put in,
 //   second: [x, y] a pixel of the RESIZED image to click after the first run,
+//   other: {image, size: [W, H]} an uploaded image of another aspect ratio (optional),
 //   ckpt: checkpoint for Load SDMatte Model, resolution: working resolution of the matting node,
 //   runTimeoutMs: how long a queued run may take
 // }
@@ -21,6 +22,9 @@
 //    with the click drawn where the server put it.
 // 3. A click on that image is stored in its pixels (the whole state is rewritten in them);
 //    a second run gives both clicks in the resized image's pixels.
+// 4. Load Image straight into the editor again: the clicks are drawn scaled back onto the file.
+// 5. (with `other`) Load Image switched to an image of another aspect ratio: the editor warns,
+//    the run stops with the server's message, Clear and a click start afresh on that image.
 // Prints one JSON line with what it saw (pytest checks the contents against the images).
 import { launch, openComfy, waitForHistory, result, main, log } from "./lib.mjs";
 
@@ -163,6 +167,53 @@ await main(async () => {
     await page.waitForSelector(`${root}[data-image="loaded"][data-image-size="${w}x${h}"]`, { timeout: 30000 });
     out.run2.clicks = await page.getAttribute(root, "data-clicks");
     out.run2.drawn = await drawn();
+
+    // 4) Load Image straight into the editor again: the file shows, and the clicks (now in the
+    //    resized image's pixels) are drawn scaled back onto it, on the same content.
+    await page.evaluate(({ editor }) => {
+      const g = window.app.graph;
+      const ed = g.getNodeById(editor);
+      const load = g._nodes.find((n) => n.type === "LoadImage");
+      load.connect(0, ed, ed.inputs.findIndex((i) => i.name === "image"));
+      window.app.canvas.setDirty(true, true);
+    }, ids);
+    await page.waitForSelector(`${root}[data-image-source="load-image"][data-image-size="${W}x${H}"]`, { timeout: 30000 });
+    out.back_on_file = { clicks: await page.getAttribute(root, "data-clicks"), drawn: await drawn(), state: await state() };
+
+    // 5) Another image of another aspect ratio in Load Image: the clicks cannot be placed on it;
+    //    the editor says so, the run stops with the server's message, Clear starts afresh.
+    if (cfg.other) {
+      const [ow, oh] = cfg.other.size;
+      await page.evaluate((name) => {
+        const load = window.app.graph._nodes.find((n) => n.type === "LoadImage");
+        const wd = load.widgets.find((x) => x.name === "image");
+        wd.value = name;
+        wd.callback?.(name);
+        window.app.canvas.setDirty(true, true);
+      }, cfg.other.image);
+      await page.waitForSelector(`${root}[data-image-size="${ow}x${oh}"][data-clicks="mismatch"]`, { timeout: 30000 });
+      const mismatch = { status: await page.textContent(`${root} .promptmatte-status`), state: await state() };
+      try {
+        await queue();
+        mismatch.run_error = null;
+      } catch (err) {
+        mismatch.run_error = String(err?.message || err);
+      }
+      // The frontend shows the error in a dialog: read it, then close it.
+      const dialog = page.locator(".p-dialog").first();
+      await dialog.waitFor({ state: "visible", timeout: 15000 }).catch(() => {});
+      mismatch.dialog = (await dialog.isVisible().catch(() => false)) ? await dialog.innerText() : null;
+      log("error dialog:", JSON.stringify(mismatch.dialog));
+      for (let i = 0; i < 5 && (await page.locator(".p-dialog-mask").count()); i++) {
+        await page.keyboard.press("Escape");
+        await page.waitForTimeout(300);
+      }
+      await page.click(`${root} button.promptmatte-clear`);
+      await click(Math.floor(ow / 2), Math.floor(oh / 2), ow, oh);
+      mismatch.after_clear_and_click = await state();
+      mismatch.clicks_after = await page.getAttribute(root, "data-clicks");
+      out.mismatch = mismatch;
+    }
 
     out.page_errors = consoleErrors.filter((e) => /promptmatte/i.test(e));
     assert(out.page_errors.length === 0, "no page errors from the extension: " + out.page_errors.join("\n"));

@@ -851,8 +851,7 @@ class MatteEditor {
     });
     ctx.restore();
     if (state.relation === "mismatch") {
-      const st = parseState(this.stateWidget?.value);
-      this.drawBanner(ctx, cw, ch - 28, `Clicked on a ${st.width}×${st.height} image: press Clear, or move the clicks`);
+      this.drawBanner(ctx, cw, ch - 28, `Clicked on a ${stored.width}×${stored.height} image: press Clear, or edit the clicks`);
     } else if (!state.points.length && !state.box && !this.message) {
       this.drawBanner(ctx, cw, ch - 28, "Click on the subject · drag for a box");
     }
@@ -889,7 +888,7 @@ class MatteEditor {
       else if (!state.points.length) parts.push("no clicks: automatic matte");
       if (state.relation === "scaled") parts.push(`clicked on ${clickedOn}, scaled`);
       if (state.relation === "mismatch") {
-        parts.unshift(`clicks made on a ${clickedOn} image, another aspect ratio: the run stops — press Clear, or move them`);
+        parts.unshift(`clicks made on a ${clickedOn} image, another aspect ratio: the run stops — press Clear, or edit them`);
       }
       text = parts.join(" · ");
     }
