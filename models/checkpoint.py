@@ -3,11 +3,17 @@
 - ``.safetensors``: read tensor by tensor from the memory map, converted to the requested dtype
   one tensor at a time, so the peak stays near the size of the result.
 - ``.pth`` / ``.pt`` / ``.ckpt``: unpickled with ``weights_only=True`` only (detectron2 checkpoints
-  keep the weights under ``"model"``); a file that needs arbitrary Python objects is refused.
+  keep the weights under ``"model"``, beside the optimizer and scheduler state); a file that needs
+  arbitrary Python objects is refused. Files in torch's zip format (every ``torch.save`` since
+  1.6) are memory-mapped, inside ComfyUI too: tensors nobody uses (an optimizer's state, often
+  twice the model) are never read, and the model's pages are read when first used. Only the
+  legacy pickle-stream format is read into memory whole.
 - A folder laid out like the authors' Hugging Face repos: ``unet/``, ``vae/``, ``text_encoder/``,
   each with its weights file (and a ``config.json``, read only for the text encoder's head count).
 
 Whatever the layout, the result is one flat dict with ``unet.``/``vae.``/``text_encoder.`` keys.
+``select_model_tensors`` then keeps the model's tensors and counts the known-harmless rest
+(other packs' and trainers' leftovers) for one log line.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import os
 import pickle
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -36,11 +43,19 @@ COMPONENT_WEIGHT_FILES = (
 )
 
 
+# Buffers some writers store and our modules rebuild: transformers < 4.31 saved CLIP's position ids.
+HARMLESS_COMPONENT_SUFFIXES = (".position_ids",)
+
+
 @dataclass
 class LoadedWeights:
     tensors: dict[str, torch.Tensor]
     text_heads: int | None = None  # from a folder's text_encoder/config.json, when there is one
     metadata: dict[str, str] = field(default_factory=dict)
+    # Tensors are lazy views of a file map (pages read when used): safetensors, zip-format torch files.
+    memory_mapped: bool = False
+    # Top-level checkpoint entries beside the weights (detectron2: optimizer, scheduler, iteration).
+    other_entries: tuple[str, ...] = ()
 
 
 def _convert(tensor: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
@@ -63,13 +78,13 @@ def _read_safetensors(path: Path, dtype: torch.dtype | None, prefix: str = "") -
 
 
 def _torch_load(path: Path):
-    """Unpickle tensors only. Uses ComfyUI's safe loader where it is available."""
-    try:
-        import comfy.utils  # noqa: PLC0415
+    """Unpickle tensors only; memory-mapped when the file is in torch's zip format.
 
-        return comfy.utils.load_torch_file(str(path), safe_load=True, return_metadata=False)
-    except ImportError:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    Not ``comfy.utils.load_torch_file``: it maps files only under ``--mmap-torch-files`` and would
+    otherwise read a training checkpoint's optimizer state (twice the model) into memory.
+    """
+    mappable = zipfile.is_zipfile(path)
+    return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mappable), mappable
 
 
 def _looks_like_torch_file(path: Path) -> bool:
@@ -87,11 +102,11 @@ def _corrupt(path: Path, error: Exception | None = None) -> CheckpointError:
     )
 
 
-def _read_pickle(path: Path, dtype: torch.dtype | None, prefix: str = "") -> dict:
+def _read_pickle(path: Path, dtype: torch.dtype | None, prefix: str = "") -> LoadedWeights:
     if not _looks_like_torch_file(path):
         raise CheckpointError(f"{path.name} is not a PyTorch checkpoint; it is probably truncated or corrupt: download it again")
     try:
-        loaded = _torch_load(path)
+        loaded, mapped = _torch_load(path)
     except pickle.UnpicklingError as error:
         if "global" in str(error).lower():  # the safe unpickler refused an object, the file is readable
             raise CheckpointError(
@@ -102,31 +117,81 @@ def _read_pickle(path: Path, dtype: torch.dtype | None, prefix: str = "") -> dic
         raise _corrupt(path) from None  # (torch's text would suggest weights_only=False: not for garbage)
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError) as error:
         raise _corrupt(path, error) from None
-    state = unwrap_state_dict(loaded, path.name)
-    return {prefix + key: _convert(value, dtype) for key, value in state.items()}
+    state, other_entries = _unwrap(loaded, path.name)
+    tensors = {prefix + key: _convert(value, dtype) for key, value in state.items()}
+    return LoadedWeights(tensors, memory_mapped=mapped, other_entries=other_entries)
 
 
-def unwrap_state_dict(loaded, name: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The flat tensor dict inside a checkpoint: top level or under "model"/"state_dict", ``module.`` stripped."""
-    state = loaded
+def _unwrap(loaded, name: str) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """(flat tensors, names of the top-level entries left beside them); see ``unwrap_state_dict``."""
+    state, other_entries = loaded, []
     while isinstance(state, Mapping):
-        nested = next((state[k] for k in NESTED_STATE_KEYS if isinstance(state.get(k), Mapping)), None)
-        if nested is None or any(isinstance(v, torch.Tensor) for v in state.values()):
+        key = next((k for k in NESTED_STATE_KEYS if isinstance(state.get(k), Mapping)), None)
+        if key is None or any(isinstance(v, torch.Tensor) for v in state.values()):
             break
-        state = nested
+        other_entries += [str(k) for k in state if k != key]
+        state = state[key]
     if not isinstance(state, Mapping) or not any(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{name} holds no tensors: it is not a model checkpoint")
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    return tensors
+    return _strip_wrapper_prefix(tensors), tuple(other_entries)
 
 
-def _read_file(path: Path, dtype: torch.dtype | None, prefix: str = "") -> tuple[dict, dict]:
+def _strip_wrapper_prefix(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``<wrapper>.unet.*`` -> ``unet.*`` when a file nests the whole model under one attribute."""
+    if any(k.split(".", 1)[0] in COMPONENTS for k in tensors):
+        return tensors
+    wrappers = {k.split(".", 1)[0] for k in tensors if k.count(".") >= 2 and k.split(".", 2)[1] == "unet"}
+    if len(wrappers) != 1:
+        return tensors
+    prefix = wrappers.pop() + "."
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in tensors.items()}
+
+
+def unwrap_state_dict(loaded, name: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The flat tensor dict inside a checkpoint: top level or under "model"/"state_dict", ``module.`` stripped."""
+    return _unwrap(loaded, name)[0]
+
+
+def select_model_tensors(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Counter]:
+    """The ``unet.``/``vae.``/``text_encoder.`` tensors of a checkpoint, and what was left out.
+
+    Left out: tensors under any other top-level name (optimizer or EMA leftovers, other packs'
+    extras), counted by that name, and buffers our modules rebuild (``position_ids``), counted by
+    component. Anything else inside a component stays, so an architecture mismatch is still an
+    error when the weights are assigned.
+    """
+    kept: dict[str, torch.Tensor] = {}
+    skipped: Counter = Counter()
+    for key, tensor in tensors.items():
+        prefix, _, rest = key.partition(".")
+        if prefix not in COMPONENTS or not rest:
+            skipped[f"{prefix}.*" if rest else key] += 1
+        elif key.endswith(HARMLESS_COMPONENT_SUFFIXES):
+            skipped[f"{prefix}.*{key[key.rfind('.'):]}"] += 1
+        else:
+            kept[key] = tensor
+    return kept, skipped
+
+
+def describe_skipped(skipped: Mapping[str, int], other_entries: tuple[str, ...] = ()) -> str:
+    """'optimizer, iteration (entries beside the weights); ema.* (1200 tensors); ...' for one log line."""
+    parts = []
+    if other_entries:
+        parts.append(f"{', '.join(other_entries)} (entries beside the weights)")
+    parts += [f"{name} ({count} tensor{'s' if count != 1 else ''})" for name, count in sorted(skipped.items())]
+    return "; ".join(parts)
+
+
+def _read_file(path: Path, dtype: torch.dtype | None, prefix: str = "") -> LoadedWeights:
     if path.suffix == ".safetensors":
-        return _read_safetensors(path, dtype, prefix)
+        tensors, metadata = _read_safetensors(path, dtype, prefix)
+        heads = metadata.get("text_encoder_heads")
+        return LoadedWeights(tensors, int(heads) if heads else None, metadata, memory_mapped=True)
     if path.suffix in PICKLE_SUFFIXES:
-        return _read_pickle(path, dtype, prefix), {}
+        return _read_pickle(path, dtype, prefix)
     raise CheckpointError(
         f"{path.name}: unsupported file type {path.suffix!r}; use .safetensors, .pth, .pt or .ckpt"
     )
@@ -134,6 +199,7 @@ def _read_file(path: Path, dtype: torch.dtype | None, prefix: str = "") -> tuple
 
 def _read_folder(folder: Path, dtype: torch.dtype | None) -> LoadedWeights:
     tensors: dict[str, torch.Tensor] = {}
+    mapped = True
     for component in COMPONENTS:
         weights = next((folder / component / n for n in COMPONENT_WEIGHT_FILES if (folder / component / n).is_file()), None)
         if weights is None:
@@ -141,45 +207,24 @@ def _read_folder(folder: Path, dtype: torch.dtype | None) -> LoadedWeights:
                 f"{folder} looks like a Hugging Face model folder but {component}/ has no weights file "
                 f"(expected one of {', '.join(COMPONENT_WEIGHT_FILES)})"
             )
-        tensors.update(_read_file(weights, dtype, prefix=component + ".")[0])
+        part = _read_file(weights, dtype, prefix=component + ".")
+        tensors.update(part.tensors)
+        mapped = mapped and part.memory_mapped
     heads = None
     config = folder / "text_encoder" / "config.json"
     if config.is_file():
         heads = json.loads(config.read_text()).get("num_attention_heads")
-    return LoadedWeights(tensors, text_heads=heads)
-
-
-def is_memory_mapped(source) -> bool:
-    """Whether ``read_weights(source)`` returns lazy views of a file map (safetensors sources)."""
-    if isinstance(source, Mapping):
-        return False
-    path = Path(os.fspath(source))
-    if path.is_dir():
-        text_files = [path / "model.safetensors"] + [path / "text_encoder" / n for n in COMPONENT_WEIGHT_FILES[:2]]
-        return any(f.is_file() for f in text_files)
-    return path.suffix == ".safetensors"
-
-
-def read_component(source, component: str, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-    """Only ``component``'s tensors (prefix stripped), reading no more of a safetensors file than that."""
-    prefix = component + "."
-    if not isinstance(source, Mapping):
-        path = Path(os.fspath(source))
-        if path.is_dir() and (path / component).is_dir():
-            weights = next(path / component / n for n in COMPONENT_WEIGHT_FILES if (path / component / n).is_file())
-            return _read_file(weights, dtype)[0]
-        if path.suffix == ".safetensors":
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                return {k[len(prefix) :]: _convert(f.get_tensor(k), dtype) for k in f.keys() if k.startswith(prefix)}
-    tensors = read_weights(source, dtype).tensors
-    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return LoadedWeights(tensors, text_heads=heads, memory_mapped=mapped)
 
 
 def read_weights(source, dtype: torch.dtype | None = None) -> LoadedWeights:
-    """A checkpoint path, folder or state dict -> flat tensors (optionally converted to ``dtype``)."""
+    """A checkpoint path, folder or state dict -> flat tensors (converted to ``dtype`` when given).
+
+    Without ``dtype`` nothing is converted: from a memory-mapped file the tensors stay lazy views.
+    """
     if isinstance(source, Mapping):
-        state = unwrap_state_dict(source, "the state dict")
-        return LoadedWeights({k: _convert(v, dtype) for k, v in state.items()})
+        state, other_entries = _unwrap(source, "the state dict")
+        return LoadedWeights({k: _convert(v, dtype) for k, v in state.items()}, other_entries=other_entries)
     path = Path(os.fspath(source))
     if path.is_dir():
         if any((path / f).is_file() for f in ("model.safetensors", "model.pth")):
@@ -188,6 +233,4 @@ def read_weights(source, dtype: torch.dtype | None = None) -> LoadedWeights:
             return _read_folder(path, dtype)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    tensors, metadata = _read_file(path, dtype)
-    heads = metadata.get("text_encoder_heads")
-    return LoadedWeights(tensors, text_heads=int(heads) if heads else None, metadata=metadata)
+    return _read_file(path, dtype)

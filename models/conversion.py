@@ -22,7 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .architecture import NUM_POINT_COORDS, infer_architecture
-from .checkpoint import read_weights
+from .checkpoint import read_weights, select_model_tensors
 from .errors import CheckpointError
 
 POINT_FREQUENCIES = 84  # sinusoid width per click coordinate: 20 x 84 = 1680 inputs
@@ -58,11 +58,19 @@ def architecture_metadata(tensors: dict[str, torch.Tensor], text_heads: int | No
 
 
 def convert_checkpoint(source, destination, dtype: torch.dtype | None = None) -> dict[str, str]:
-    """Any supported checkpoint -> a verified ``.safetensors`` file; returns its metadata header."""
-    weights = read_weights(source, dtype)
+    """Any supported checkpoint -> a verified ``.safetensors`` file; returns its metadata header.
+
+    Only the model's tensors are written (see ``select_model_tensors``). ``dtype`` applies to the
+    UNet and the text encoder; the autoencoder keeps its stored precision, as the loader runs it
+    in float32 (see ``load_matting_model``).
+    """
+    weights = read_weights(source)
     metadata = architecture_metadata(weights.tensors, weights.text_heads)
     metadata["dtype"] = str(dtype or "as stored").replace("torch.", "")
-    _write_verified(weights.tensors, Path(destination), metadata)
+    tensors, _ = select_model_tensors(weights.tensors)
+    tensors = {k: v if k.startswith("vae.") or dtype is None or not v.is_floating_point() else v.to(dtype)
+               for k, v in tensors.items()}
+    _write_verified(tensors, Path(destination), metadata)
     return metadata
 
 

@@ -7,15 +7,42 @@ place, so loading costs little more than reading the file.
 
 from __future__ import annotations
 
+import logging
+import os
+from typing import Mapping
+
 import torch
 
 from .architecture import infer_architecture, split_components
-from .checkpoint import is_memory_mapped, read_component, read_weights
+from .checkpoint import describe_skipped, read_weights, select_model_tensors
 from .errors import CheckpointError
 from .matting_model import MattingModel
+from .residency import release_mapped_pages
 from .text import CaptionEmbedder, build_text_encoder, reset_position_ids, text_model_keys
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+log = logging.getLogger("PromptMatte")
+
+
+def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
+    """Floating-point tensors in ``dtype`` (None: as stored), one at a time.
+
+    A converted tensor's source pages, when they come from a file map, are handed back at once, so
+    converting a mapped file costs the result's size, not the result plus the file.
+    """
+    out = {}
+    for key, tensor in tensors.items():
+        if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+            out[key] = tensor.to(dtype)
+            release_mapped_pages([tensor])
+        else:
+            out[key] = tensor
+    return out
+
+
+def _source_name(source) -> str:
+    return "the state dict" if isinstance(source, Mapping) else os.path.basename(os.fspath(source).rstrip("/\\"))
 
 
 def _assign(module: torch.nn.Module, tensors: dict[str, torch.Tensor], component: str) -> None:
@@ -52,46 +79,61 @@ def load_matting_model(
         authors' Hugging Face layout, or an already loaded state dict.
     device: where the UNet and autoencoder go (default CPU). The text encoder stays on the CPU.
     dtype: float32 (default), float16 or bfloat16 for the UNet and text encoder. The
-        autoencoder stays float32 when half precision is asked for: SD2's VAE overflows in
-        float16 at high resolution (why diffusers marks it ``force_upcast``), and a matte's
-        edges live in exactly the low bits half precision drops, while the VAE is a small
-        share of the weights.
+        autoencoder is always float32, read from the file's own values (never through half
+        precision): SD2's VAE overflows in float16 at high resolution (why diffusers marks it
+        ``force_upcast``), and a matte's edges live in exactly the low bits half precision
+        drops, while the VAE is a small share of the weights.
+
+    Tensors that are not part of the model (optimizer state, EMA or other leftovers under other
+    names, ``position_ids`` buffers) are skipped with one log line; missing or misshapen model
+    tensors are errors.
     """
     if dtype is not None and dtype not in SUPPORTED_DTYPES:
         raise ValueError(f"dtype must be one of float32, float16, bfloat16, got {dtype}")
-    weights = read_weights(source, dtype)
+    weights = read_weights(source)  # as stored: each component is cast on its own below
     shapes = {key: tuple(t.shape) for key, t in weights.tensors.items()}
-    arch = infer_architecture(shapes, weights.text_heads)
-    parts = split_components(weights.tensors)
-    del weights
-    if parts["other"]:
-        stray = sorted(parts["other"])[:4]
-        raise CheckpointError(
-            f"This file has {len(parts['other'])} tensors outside unet./vae./text_encoder., e.g. {', '.join(stray)}: "
-            "it is not an SDMatte / LiteSDMatte checkpoint in the released layout."
+    arch = infer_architecture(shapes, weights.text_heads)  # names foreign files from all their keys
+    tensors, skipped = select_model_tensors(weights.tensors)
+    if skipped or weights.other_entries:
+        log.info(
+            "PromptMatte: %s: skipped what is not part of the model: %s",
+            _source_name(source), describe_skipped(skipped, weights.other_entries),
         )
+    parts = split_components(tensors)
+    memory_mapped = weights.memory_mapped
+    del weights, tensors
 
     with torch.device("meta"):
         model = MattingModel(arch)
-    _assign(model.unet, parts["unet"], "unet")
-    _assign(model.vae, {k: v.float() for k, v in parts["vae"].items()}, "vae")
+    _assign(model.unet, _cast(parts["unet"], dtype), "unet")
+    _assign(model.vae, _cast(parts["vae"], torch.float32), "vae")
 
-    def load_text_encoder(tensors=None):
-        tensors = tensors if tensors is not None else read_component(source, "text_encoder", dtype)
+    # The text encoder runs only for captions: the default one now, others rarely. Its tensors
+    # are kept as views of the file map when there is one (nothing resident, nothing re-read);
+    # a legacy-format .pth, read whole into memory, is read again for a new caption instead of
+    # holding the encoder's weights in memory for the model's lifetime.
+    text_tensors = parts.pop("text_encoder")
+
+    def text_encoder_tensors():
+        if memory_mapped or isinstance(source, Mapping):
+            return text_tensors
+        reread, _ = select_model_tensors(read_weights(source).tensors)
+        return split_components(reread)["text_encoder"]
+
+    def load_text_encoder():
         with torch.device("meta"):
             encoder = build_text_encoder(arch.text_encoder)
-        _assign(encoder, text_model_keys(encoder, tensors), "text_encoder")
+        _assign(encoder, text_model_keys(encoder, _cast(text_encoder_tensors(), dtype)), "text_encoder")
         reset_position_ids(encoder)
         return encoder.requires_grad_(False)
 
-    model.captions = CaptionEmbedder(load_text_encoder)
-    # The default caption is embedded now and the encoder let go. From a safetensors file the
-    # encoder is read again through its own memory map, which is unmapped afterwards: its pages,
-    # once touched through the map the UNet keeps, would stay resident for the model's lifetime.
-    text_tensors = parts.pop("text_encoder")
-    encoder = load_text_encoder(None if is_memory_mapped(source) else text_tensors)
-    del text_tensors
-    model.empty_caption = model.captions("", encoder).to(model.dtype)
+    def release_text_pages():
+        release_mapped_pages(text_tensors.values())
+
+    model.captions = CaptionEmbedder(load_text_encoder, after_use=release_text_pages)
+    model.empty_caption = model.captions("").to(model.dtype)
+    if not (memory_mapped or isinstance(source, Mapping)):
+        text_tensors = {}  # read whole: dropped, re-read for a new caption
     model.eval().requires_grad_(False)
     if device is not None:
         model.to(device)

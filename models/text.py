@@ -97,18 +97,22 @@ class CaptionEmbedder:
 
     CACHE_SIZE = 16
 
-    def __init__(self, load_encoder: Callable[[], CLIPTextModel]):
+    def __init__(self, load_encoder: Callable[[], CLIPTextModel], after_use: Callable[[], None] | None = None):
         self._load_encoder = load_encoder
+        self._after_use = after_use  # e.g. hand the encoder's file pages back once it has run
         self._cache: dict[str, torch.Tensor] = {}
 
     @torch.inference_mode()
-    def __call__(self, caption: str, encoder: CLIPTextModel | None = None) -> torch.Tensor:
+    def __call__(self, caption: str) -> torch.Tensor:
         if caption not in self._cache:
             ids = caption_token_ids(caption, length=77)  # checked against the encoder below
-            encoder = encoder if encoder is not None else self._load_encoder()
+            encoder = self._load_encoder()
             if encoder.config.max_position_embeddings != ids.shape[1]:
                 ids = caption_token_ids(caption, encoder.config.max_position_embeddings)
             if len(self._cache) >= self.CACHE_SIZE:
                 self._cache.pop(next(iter(self._cache)))
             self._cache[caption] = encoder.eval()(input_ids=ids).last_hidden_state.float()
+            del encoder
+            if self._after_use is not None:
+                self._after_use()
         return self._cache[caption]

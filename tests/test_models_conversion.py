@@ -67,10 +67,12 @@ def test_convert_to_half_precision(conversion, engine, released_pth, golden_dir,
     with safe_open(str(out), "pt") as f:
         assert f.metadata()["dtype"] == "float16"
         assert f.get_tensor("unet.conv_in.weight").dtype == torch.float16
+        vae_key = next(k for k in f.keys() if k.startswith("vae."))
+        assert f.get_tensor(vae_key).dtype == torch.float32  # the autoencoder always runs in fp32
     model = engine.load_matting_model(out)  # half file, loaded as stored
     args, expected = _case(golden_dir)
     assert float((model(*args)[0, 0] - expected).abs().mean()) < 0.02
-    assert out.stat().st_size < released_pth.stat().st_size * 0.6
+    assert out.stat().st_size < released_pth.stat().st_size * 0.7
 
 
 def test_convert_never_leaves_a_partial_file(conversion, tmp_path):

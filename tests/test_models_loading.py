@@ -91,10 +91,12 @@ def test_loading_builds_no_random_weights(engine, golden_dir):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision(engine, golden_dir, box_case, dtype):
+def test_half_precision(engine, golden_dir, golden_state, box_case, dtype):
     model = engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors", dtype=dtype)
     assert model.dtype == dtype
-    assert next(model.vae.parameters()).dtype == torch.float32  # see load_matting_model's docstring
+    # The autoencoder runs in fp32 with the file's own values, never rounded through half precision.
+    for key, value in model.vae.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, golden_state[f"vae.{key}"]), key
     args, expected = box_case
     alpha = model(*args)
     assert alpha.dtype == torch.float32 and alpha.shape == (1, 1, 128, 128)
@@ -204,10 +206,6 @@ def test_unexpected_tensor_is_named(engine, golden_state):
     state = dict(golden_state, **{"unet.extra_head.weight": torch.zeros(3)})
     message = _error(engine, state)
     assert "unexpected" in message and "unet.extra_head.weight" in message
-
-
-def test_stray_top_level_tensor_is_named(engine, golden_state):
-    assert "ema.decay" in _error(engine, dict(golden_state, **{"ema.decay": torch.zeros(())}))
 
 
 def test_truncated_safetensors_is_a_clean_error(engine, golden_dir, tmp_path):
