@@ -22,8 +22,6 @@ import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.ops
 
-from ..models import load_matting_model
-
 PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -106,6 +104,10 @@ def load_patcher(path: str, precision: str = "auto"):
         patcher = _cache.get(key)
         if patcher is not None:
             return patcher
+        # The engine (and diffusers, transformers) is imported when a model is first loaded, not when
+        # ComfyUI starts: startup stays fast for every user of the pack, whether they matte or not.
+        from ..models import load_matting_model  # noqa: PLC0415
+
         net = load_matting_model(path, device=offload_device, dtype=dtype)  # CheckpointError → UI
         net.eval().requires_grad_(False)
         make_streamable(net)
