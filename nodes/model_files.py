@@ -5,7 +5,8 @@
   (ComfyUI reads that file before custom nodes load; we keep its entries and add ours in front).
 - Known weights: ``known_models.json`` next to this file (the only place repo and file names live).
   They are offered in the loader's list even when absent and fetched with ``huggingface_hub`` on
-  first use (honours ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``).
+  first use (``downloads``: resumable, progress on the node; honours ``HF_ENDPOINT``,
+  ``HF_HUB_OFFLINE``, ``HF_TOKEN``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from functools import lru_cache
 
 import folder_paths
 
-from .downloads import download_known, hub_url, offline
+from .downloads import download_known, hub_url, offline, source_text
 
 FOLDER_NAME = "sdmatte"
 LEGACY_FOLDER_NAME = "SDMatte"
@@ -63,6 +64,12 @@ def known_models() -> dict[str, dict]:
         return json.load(f)["models"]
 
 
+def known_sources_text() -> str:
+    """One line per known entry: its name and where it is downloaded from (for the loader's tooltip)."""
+    return "\n".join(f"{name}: {entry.get('description', name)}, from {source_text(entry)}"
+                     for name, entry in known_models().items())
+
+
 HF_COMPONENTS = ("unet", "vae")  # a folder holding these is one model in the authors' HF layout
 
 
@@ -84,12 +91,16 @@ def hf_folders() -> dict[str, str]:
 
 
 def checkpoint_names() -> list[str]:
-    """Files found in the sdmatte folders, HF-layout model folders (listed as one entry, not as
-    their component files), plus the known weights (downloaded on first use)."""
+    """Files found in the sdmatte folders (not hidden ones), HF-layout model folders (listed as one
+    entry, not as their component files), plus the known weights (downloaded on first use)."""
     register_model_folder()
     folders = hf_folders()
-    names = {n for n in folder_paths.get_filename_list(FOLDER_NAME)
-             if n.replace("\\", "/").split("/", 1)[0] not in folders and not n.startswith(".")}
+    names = set()
+    for n in folder_paths.get_filename_list(FOLDER_NAME):
+        parts = n.replace("\\", "/").split("/")
+        # hidden files and folders (downloads in progress live in .promptmatte-download/) are not listed
+        if parts[0] not in folders and not any(p.startswith(".") for p in parts):
+            names.add(n)
     names.update(folders)
     names.update(known_models())
     return sorted(names, key=str.lower)
@@ -110,9 +121,10 @@ def resolve_checkpoint(ckpt_name: str) -> str:
             f"or pick one of: {', '.join(checkpoint_names())}.")
     target = download_folder()
     if offline():
+        what = hub_url(entry) if entry.get("filename") else f"the {entry['match']} weights from {hub_url(entry)}"
         raise ValueError(
             f"SDMatte weights '{ckpt_name}' are not on disk and HF_HUB_OFFLINE is set, so they cannot "
-            f"be downloaded. Download {hub_url(entry)} and put it in {target} as '{ckpt_name}', "
+            f"be downloaded. Download {what} and put it in {target} as '{ckpt_name}', "
             f"or unset HF_HUB_OFFLINE.")
     return download_known(ckpt_name, entry, target)
 

@@ -23,14 +23,15 @@ class PromptMatteModelLoader(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Loads SDMatte / SDMatte* / LiteSDMatte weights from models/sdmatte (also models/SDMatte "
-                "and 'sdmatte:' entries of extra_model_paths.yaml). Known weights are downloaded from "
-                "Hugging Face on first use."),
+                "and 'sdmatte:' entries of extra_model_paths.yaml). Known weights are listed even when "
+                "absent and downloaded from Hugging Face into models/sdmatte on first use (resumed if "
+                "interrupted):\n" + model_files.known_sources_text()),
             inputs=[
                 io.Combo.Input(
                     "ckpt_name", options=model_files.checkpoint_names(),
-                    tooltip=(f"Weights file in {folder}. The authors' SDMatte, SDMatte* and LiteSDMatte "
-                             "are listed even when absent and downloaded on first use (HF_ENDPOINT and "
-                             "HF_HUB_OFFLINE are honoured).")),
+                    tooltip=(f"Weights file in {folder}. These are listed even when absent and downloaded "
+                             "on first use (HF_ENDPOINT and HF_HUB_OFFLINE are honoured):\n"
+                             + model_files.known_sources_text())),
                 io.Combo.Input(
                     "precision", options=PRECISIONS, default="auto",
                     tooltip=("Weight precision. auto: fp32 on the CPU, ComfyUI's choice for diffusion "
