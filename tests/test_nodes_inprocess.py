@@ -443,12 +443,25 @@ def test_apply_returns_an_alpha_preview_for_the_editor(c, model, image):
     assert np.abs(np.asarray(png).astype(int) - expected).max() <= 1
 
 
-def test_auto_precision_is_fp32_on_the_cpu_and_never_fp8(mod, monkeypatch):
+def test_auto_precision_follows_the_evidence(mod, monkeypatch):
+    """fp32 on the CPU and on GPUs that hold it; else fp16 (9x closer to fp32 than bf16), bf16 last."""
     import comfy.model_management as mm
+    from comfy.cli_args import args
 
     pick = mod["patcher"].pick_dtype
-    assert pick("auto", torch.device("cpu")) == torch.float32
-    monkeypatch.setattr(mm, "unet_dtype", lambda **kw: torch.float8_e4m3fn)
+    gpu = torch.device("cpu")  # stands in for a GPU once is_device_cpu says no
+    assert pick("auto", gpu, 10 << 30) == torch.float32
     monkeypatch.setattr(mm, "is_device_cpu", lambda d: False)
-    assert pick("auto", torch.device("cpu")) in (torch.float16, torch.float32)
-    assert "precision" in error_of(pick, "fp8", torch.device("cpu"))
+    monkeypatch.setattr(mm, "get_total_memory", lambda dev=None, torch_total_too=False: 12 << 30)
+    monkeypatch.setattr(mm, "should_use_fp16", lambda device=None, **kw: True)
+    monkeypatch.setattr(mm, "should_use_bf16", lambda device=None, **kw: True)
+    sdmatte_fp32 = int(3.8 * (1 << 30))  # SDMatte's UNet + autoencoder in fp32
+    assert pick("auto", gpu, sdmatte_fp32) == torch.float32  # a 12 GB card holds it
+    monkeypatch.setattr(mm, "get_total_memory", lambda dev=None, torch_total_too=False: 6 << 30)
+    assert pick("auto", gpu, sdmatte_fp32) == torch.float16  # a 6 GB one does not
+    monkeypatch.setattr(mm, "should_use_fp16", lambda device=None, **kw: False)
+    assert pick("auto", gpu, sdmatte_fp32) == torch.bfloat16
+    monkeypatch.setattr(args, "fp16_unet", True)  # ComfyUI's own flag wins
+    assert pick("auto", gpu, sdmatte_fp32) == torch.float16
+    assert pick("fp32", gpu, sdmatte_fp32) == torch.float32
+    assert "precision" in error_of(pick, "fp8", gpu)
