@@ -106,7 +106,9 @@ class PromptMatteApply(io.ComfyNode):
                 io.Image.Input("image", tooltip="RGB image(s) to matte (an RGBA image must be made RGB first)."),
                 MattePromptType.Input("prompt", optional=True,
                                   tooltip="Points, box, mask or trimap prompt. Not connected: automatic "
-                                          "(the model picks the salient subject)."),
+                                          "(the model picks the salient subject). The released weights "
+                                          "were trained with points, boxes and masks; trimap and automatic "
+                                          "run the authors' code path without that guarantee."),
                 io.Boolean.Input("transparent", default=False,
                                  tooltip="On for see-through subjects (glass, smoke, veils): the model's "
                                          "transparency flag."),

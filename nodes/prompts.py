@@ -176,7 +176,10 @@ class PromptMatteTrimap(io.ComfyNode):
             node_id="PromptMatteTrimap",
             display_name="Matte Prompt: Trimap",
             category=CATEGORY,
-            description="A trimap (sure subject / unknown edge band / sure background) as a matting prompt.",
+            description=(
+                "A trimap (sure subject / unknown edge band / sure background) as a matting prompt. "
+                "The released SDMatte weights were trained with point, box and mask prompts; a trimap "
+                "runs the authors' code path for it without that guarantee: compare with a mask prompt."),
             inputs=[
                 io.Mask.Input("trimap", optional=True,
                               tooltip="Trimap MASK: 1 sure subject, 0.5 unknown, 0 sure background "
