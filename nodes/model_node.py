@@ -34,8 +34,9 @@ class PromptMatteModelLoader(io.ComfyNode):
                              + model_files.known_sources_text())),
                 io.Combo.Input(
                     "precision", options=PRECISIONS, default="auto",
-                    tooltip=("Weight precision. auto: fp32 on the CPU, ComfyUI's choice for diffusion "
-                             "models on a GPU (fp16 or bf16 when supported).")),
+                    tooltip=("UNet precision (the VAE always runs in fp32). auto: fp32 as the authors run "
+                             "it, on the CPU and on GPUs with room for it (about 7 GB for SDMatte); fp16 on "
+                             "smaller GPUs (bf16 moves mattes ~9x more, so only where fp16 is unsupported).")),
             ],
             outputs=[MatteModelType.Output(
                 display_name="model",
