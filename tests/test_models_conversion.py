@@ -7,12 +7,12 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from golden_cases import golden_case
 from tiny_models import tiny_sd2_state_dict
 
 
@@ -35,15 +35,7 @@ def released_pth(golden_dir, tmp_path_factory):
 
 
 def _case(golden_dir, name="litesdmatte_tiny"):
-    cases = np.load(golden_dir / name / "cases.npz")
-    args = (
-        torch.from_numpy(cases["image"])[None],
-        torch.from_numpy(cases["point_mask.trans1.map"])[None, None],
-        torch.from_numpy(cases["point_mask.trans1.coords"])[None],
-        "point",
-        torch.tensor([True]),
-    )
-    return args, torch.from_numpy(cases["point_mask.trans1.alpha"])
+    return golden_case(golden_dir / name, "point_mask.trans1")
 
 
 def test_convert_round_trip_is_exact(conversion, engine, released_pth, golden_dir, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from golden_cases import golden_case
 from tiny_models import ldm_sd15_like_state_dict, tiny_sd2_state_dict
 
 GOLDEN = "sdmatte_tiny"
@@ -30,14 +31,7 @@ def golden_state(golden_dir):
 
 @pytest.fixture(scope="module")
 def box_case(golden_dir):
-    cases = np.load(golden_dir / GOLDEN / "cases.npz")
-    return (
-        torch.from_numpy(cases["image"])[None],
-        torch.from_numpy(cases["bbox_mask.trans0.map"])[None, None],
-        torch.from_numpy(cases["bbox_mask.trans0.coords"])[None],
-        "box",
-        torch.tensor([False]),
-    ), torch.from_numpy(cases["bbox_mask.trans0.alpha"])
+    return golden_case(golden_dir / GOLDEN, "bbox_mask.trans0")
 
 
 def _matches_reference(model, box_case, tolerance=2e-4) -> bool:

@@ -20,11 +20,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from golden_cases import golden_case
 from tiny_models import tiny_sd2_state_dict
 
 GOLDEN = "sdmatte_tiny"
@@ -43,14 +43,7 @@ def golden_state(golden_dir):
 
 @pytest.fixture(scope="module")
 def box_case(golden_dir):
-    cases = np.load(golden_dir / GOLDEN / "cases.npz")
-    return (
-        torch.from_numpy(cases["image"])[None],
-        torch.from_numpy(cases["bbox_mask.trans0.map"])[None, None],
-        torch.from_numpy(cases["bbox_mask.trans0.coords"])[None],
-        "box",
-        torch.tensor([False]),
-    )
+    return golden_case(golden_dir / GOLDEN, "bbox_mask.trans0")[0]
 
 
 @pytest.fixture(scope="module")
