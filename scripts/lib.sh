@@ -1,10 +1,13 @@
 # Shared by scripts/run and scripts/test (sourced, not executed).
 # Finds ComfyUI (via scripts/find_comfyui.py, the one place that knows the
-# lookup order) and builds/reuses the project virtual environment .venv.
+# lookup order) and builds/reuses the project virtual environments: .venv
+# (main lane, newest libraries) and .venv-min (minimum-versions lane).
 
 PM_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PM_VENV="${PM_REPO}/.venv"
 PM_PY="${PM_VENV}/bin/python"
+# The minimum-versions lane of scripts/test: requirements.txt at its lower bounds.
+PM_VENV_MIN="${PM_REPO}/.venv-min"
 # torch build to install (override e.g. PROMPTMATTE_TORCH="torch torchvision").
 PM_TORCH="${PROMPTMATTE_TORCH:-torch==2.14.1 torchvision==0.29.1}"
 
@@ -43,43 +46,114 @@ pm_comfy_requirements() {
     grep -Eiv '^[[:space:]]*(torch|torchvision|torchaudio)[[:space:]]*([<>=!~;[]|$)' "$1/requirements.txt"
 }
 
-# pm_ensure_venv COMFYUI_DIR: create .venv if missing and install ComfyUI's
-# requirements, ours and the test ones, unless the stamp file says this exact
-# set is already installed.
-pm_ensure_venv() {
-    local comfy="$1" stamp="${PM_VENV}/.promptmatte-stamp" want have="" base_py
+# Our requirements pinned to their lower bounds, for the minimum-versions
+# lane: "name>=X..." becomes "name==X". A requirement without a lower bound
+# is an error (every range we declare must be one we test).
+pm_min_requirements() {
+    "$(pm_base_python)" - "$1" <<'PY'
+import re, sys
+out = []
+for n, line in enumerate(open(sys.argv[1], encoding="utf-8"), 1):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*(?:\[[^\]]*\])?)\s*(?:[^#]*?,\s*)?>=\s*([^\s,;]+)", line)
+    if not m:
+        sys.exit(f"{sys.argv[1]}:{n}: '{line}' has no lower bound (name>=version): the minimum-versions lane cannot pin it")
+    out.append(f"{m.group(1)}=={m.group(2)}")
+print("\n".join(out))
+PY
+}
+
+# Test requirements of a lane: requirements-test.txt, less the lines marked
+# "lane: main" (references only the main lane's tests need) in the min lane.
+pm_test_requirements() {
+    if [ "$1" = min ]; then
+        grep -Ev '#.*lane: main[[:space:]]*$' "${PM_REPO}/requirements-test.txt"
+    else
+        cat "${PM_REPO}/requirements-test.txt"
+    fi
+}
+
+# pm_ensure_lane_venv LANE COMFYUI_DIR: create the lane's venv if missing and
+# install, in one resolver run (so nothing can pull in another torch):
+#   main (.venv):     torch, ComfyUI's requirements, requirements.txt, requirements-test.txt
+#   min  (.venv-min): the same torch and ComfyUI's requirements, requirements.txt pinned to
+#                     its lower bounds, requirements-test.txt less the "lane: main" lines
+# unless the stamp file says this exact set is already installed. A lock file
+# (flock) keeps two runs from installing into one venv at the same time.
+pm_ensure_lane_venv() {
+    local lane="$1" comfy="$2" venv base_py want have="" ours tests reqs py lock
+    case "$lane" in
+        main) venv="$PM_VENV" ;;
+        min) venv="$PM_VENV_MIN" ;;
+        *) pm_die "unknown lane '$lane' (main or min)" ;;
+    esac
+    py="${venv}/bin/python"
     [ -f "${comfy}/requirements.txt" ] || pm_die "${comfy}/requirements.txt is missing"
     base_py="$(pm_base_python)" || exit 1
+    if [ "$lane" = min ]; then
+        ours="$(pm_min_requirements "${PM_REPO}/requirements.txt")" || pm_die "requirements.txt: see above"
+    else
+        ours="$(cat "${PM_REPO}/requirements.txt")"
+    fi
+    tests="$(pm_test_requirements "$lane")"
     want="$(
         {
+            echo "lane: ${lane}"
             echo "torch: ${PM_TORCH}"
             echo "python: $("$base_py" -c 'import sys; print(sys.version.split()[0])')"
             echo "--- comfyui"; pm_comfy_requirements "$comfy"
-            echo "--- requirements.txt"; cat "${PM_REPO}/requirements.txt"
-            echo "--- requirements-test.txt"; cat "${PM_REPO}/requirements-test.txt"
+            echo "--- requirements"; echo "$ours"
+            echo "--- test requirements"; echo "$tests"
         } | sha256sum | cut -d' ' -f1
     )"
-    [ -f "$stamp" ] && have="$(cat "$stamp")"
-    if [ -x "$PM_PY" ] && [ "$have" = "$want" ] && "$PM_PY" -c 'import torch' >/dev/null 2>&1; then
-        pm_log "reusing ${PM_VENV} (requirements unchanged)"
+    lock="${venv}.lock"
+    if command -v flock >/dev/null 2>&1; then
+        exec {PM_LOCK_FD}>"$lock"
+        flock "$PM_LOCK_FD"
+    fi
+    [ -f "${venv}/.promptmatte-stamp" ] && have="$(cat "${venv}/.promptmatte-stamp")"
+    if [ -x "$py" ] && [ "$have" = "$want" ] && "$py" -c 'import torch' >/dev/null 2>&1; then
+        pm_log "reusing ${venv} (${lane} lane, requirements unchanged)"
+        pm_unlock
         return 0
     fi
-    if [ ! -x "$PM_PY" ]; then
-        pm_log "creating ${PM_VENV} with ${base_py}"
-        "$base_py" -m venv "$PM_VENV" || pm_die "could not create ${PM_VENV}"
+    if [ ! -x "$py" ]; then
+        pm_log "creating ${venv} with ${base_py}"
+        "$base_py" -m venv "$venv" || pm_die "could not create ${venv}"
     fi
-    rm -f "$stamp"
-    local reqs="${PM_VENV}/comfyui-requirements.txt"
-    pm_comfy_requirements "$comfy" >"$reqs"
-    pm_log "installing ${PM_TORCH}, ComfyUI's requirements, requirements.txt and requirements-test.txt into ${PM_VENV}"
-    # One resolver run, so nothing else can pull in a different torch.
+    rm -f "${venv}/.promptmatte-stamp"
+    reqs="${venv}/promptmatte-requirements"
+    mkdir -p "$reqs"
+    pm_comfy_requirements "$comfy" >"${reqs}/comfyui.txt"
+    echo "$ours" >"${reqs}/ours.txt"
+    echo "$tests" >"${reqs}/tests.txt"
+    pm_log "installing into ${venv} (${lane} lane): ${PM_TORCH}, ComfyUI's requirements, $(
+        [ "$lane" = min ] && echo "requirements.txt at its lower bounds ($(tr '\n' ' ' <"${reqs}/ours.txt"))" ||
+            echo "requirements.txt"), test requirements"
     # shellcheck disable=SC2086
-    "$PM_PY" -m pip install --disable-pip-version-check --no-input \
+    "$py" -m pip install --disable-pip-version-check --no-input \
         ${PM_TORCH} \
-        -r "$reqs" \
-        -r "${PM_REPO}/requirements.txt" \
-        -r "${PM_REPO}/requirements-test.txt" ||
-        pm_die "pip install failed (see above)"
-    echo "$want" >"$stamp"
-    pm_log "${PM_VENV} ready"
+        -r "${reqs}/comfyui.txt" \
+        -r "${reqs}/ours.txt" \
+        -r "${reqs}/tests.txt" ||
+        pm_die "pip install into ${venv} failed (see above)"
+    "$py" -m pip check --disable-pip-version-check ||
+        pm_die "the packages in ${venv} do not fit together (pip check, above)"
+    echo "$want" >"${venv}/.promptmatte-stamp"
+    pm_log "${venv} ready"
+    pm_unlock
+}
+
+pm_unlock() {
+    if [ -n "${PM_LOCK_FD:-}" ]; then
+        exec {PM_LOCK_FD}>&-
+        PM_LOCK_FD=""
+    fi
+}
+
+# pm_ensure_venv COMFYUI_DIR: the main lane's .venv (scripts/run, scripts/test).
+pm_ensure_venv() {
+    pm_ensure_lane_venv main "$1"
 }

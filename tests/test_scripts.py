@@ -1,8 +1,11 @@
 """The README's two commands, run for real: scripts/run serves ComfyUI with
-the pack loaded; scripts/test (and so .ci/run) fails when no test runs."""
+the pack loaded; scripts/test (and so .ci/run) fails when no test runs, runs
+its two lanes (newest libraries, and requirements.txt at its lower bounds)
+and fails when either lane fails."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import re
@@ -26,6 +29,71 @@ def test_ci_run_calls_exactly_scripts_test():
         if ln.strip() and not ln.lstrip().startswith("#")
     ]
     assert lines[-1] == "exec bash scripts/test", lines
+
+
+def _declared_requirements() -> list[tuple[str, str]]:
+    """(name, lower bound) of every line of requirements.txt."""
+    out = []
+    for line in (REPO / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*>=\s*([^\s,;]+)", line)
+            assert m, f"requirements.txt: {line!r} is not name>=version"
+            out.append((m.group(1), m.group(2)))
+    return out
+
+
+def test_pyproject_mirrors_requirements():
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert [re.sub(r"\s+", "", d) for d in deps] == [f"{n}>={v}" for n, v in _declared_requirements()]
+
+
+def test_installed_libraries_match_the_lane():
+    """The main lane (.venv) has versions inside the declared ranges; the minimum-versions lane
+    (.venv-min, PROMPTMATTE_LANE=min) has exactly the lower bounds: what that lane's tests pass
+    on is what requirements.txt claims."""
+    from packaging.version import Version
+
+    lane = os.environ.get("PROMPTMATTE_LANE", "main")
+    installed = {name: importlib.metadata.version(name) for name, _ in _declared_requirements()}
+    print(lane, "lane:", installed)
+    for name, low in _declared_requirements():
+        have = Version(installed[name])
+        if lane == "min":
+            assert have == Version(low), f"{name} {have} in the minimum-versions lane, requirements.txt says >={low}"
+        else:
+            assert have >= Version(low), f"{name} {have} is below requirements.txt's >={low}"
+
+
+def _scripts_test(comfy_path, *args, lanes=None, timeout=1500):
+    env = dict(os.environ, COMFYUI_PATH=str(comfy_path))
+    env.pop("PROMPTMATTE_LANE", None)
+    env.pop("PROMPTMATTE_LANES", None)
+    if lanes is not None:
+        env["PROMPTMATTE_LANES"] = lanes
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "test"), *args],
+        cwd=str(REPO), env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+# The first call may create .venv-min (a few minutes of pip install).
+@pytest.mark.timeout(1600)
+def test_scripts_test_runs_both_lanes_and_fails_when_either_fails(comfy_path):
+    ok = _scripts_test(comfy_path, "-q", "tests/test_scripts.py::test_installed_libraries_match_the_lane",
+                       lanes="main min")
+    assert ok.returncode == 0, (ok.stdout[-3000:], ok.stderr[-3000:])
+    assert re.search(r"lane main: exit 0", ok.stderr) and re.search(r"lane min: exit 0", ok.stderr), ok.stderr[-3000:]
+    assert "lanes: 2 passed, 0 failed" in ok.stdout, ok.stdout[-2000:]
+    # the min lane alone failing (here: no test to run) fails the whole run
+    bad = _scripts_test(comfy_path, "-q", "tests/test_scripts.py", "-k", "no_such_test_anywhere_zz", lanes="min")
+    assert bad.returncode == 1 and "lane min: exit 1" in bad.stderr, (bad.returncode, bad.stderr[-3000:])
+    # a failing main lane does not stop the min lane from running, and the run fails
+    both = _scripts_test(comfy_path, "-q", "tests/test_scripts.py", "-k", "no_such_test_anywhere_zz", lanes="main,min")
+    assert both.returncode == 1, (both.returncode, both.stderr[-3000:])
+    assert "lane main: exit 1" in both.stderr and "lane min: exit 1" in both.stderr, both.stderr[-3000:]
 
 
 @pytest.mark.timeout(300)
