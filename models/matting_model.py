@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -111,7 +113,12 @@ class MattingModel(nn.Module):
         Returns alpha (B, 1, H, W) in [0, 1] on ``image``'s device.
         """
         self._check_inputs(image, prompt_map, coords, kind, transparent)
-        out_device, out_dtype = image.device, image.dtype
+        with ieee_float32(self.device):
+            alpha = self._forward(image, prompt_map, coords, kind, transparent, caption)
+        out_dtype = image.dtype if image.dtype.is_floating_point else torch.float32
+        return alpha.to(image.device, out_dtype)
+
+    def _forward(self, image, prompt_map, coords, kind, transparent, caption) -> torch.Tensor:
         device, batch = self.device, image.shape[0]
         image = image.to(device, self.vae_dtype)
         prompt_map = prompt_map.to(device, self.vae_dtype)
@@ -126,8 +133,7 @@ class MattingModel(nn.Module):
         condition = self.unet.condition(transparent.to(device), coords.to(device), self.dtype)
         bias = prompt_attention_bias(prompt_map, self.dtype) if kind in MASKED_KINDS else None
         alpha_latent = self.unet(latents, condition, self.caption_embedding(caption, batch), bias)
-        alpha = self.vae.decode_matte(alpha_latent.to(self.vae_dtype))
-        return alpha.to(out_device, out_dtype if out_dtype.is_floating_point else torch.float32)
+        return self.vae.decode_matte(alpha_latent.to(self.vae_dtype))
 
     def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
         """Working memory of one forward pass at (batch, height, width), weights excluded.
@@ -154,6 +160,34 @@ class MattingModel(nn.Module):
         latent_pixels = pixels // (LATENT_STRIDE * LATENT_STRIDE)
         unet_bytes = batch * latent_pixels * self.arch.unet.block_out_channels[0] * 24 * _itemsize(self.dtype)
         return int((vae_bytes + unet_bytes) * 1.25)
+
+
+@contextmanager
+def ieee_float32(device: torch.device):
+    """Float32 matmuls and convolutions in full float32 on CUDA for the duration, then as they were.
+
+    cuDNN computes float32 convolutions in TF32 by default (10-bit mantissas on Ampere and later:
+    errors of 1e-3 in a matte), and a host may allow TF32 matmuls. The autoencoder is float32
+    precisely because a matte's edges live in the low bits, so the pass runs with TF32 off
+    (torch >= 2.9's ``fp32_precision`` flags where they exist, else the ``allow_tf32`` ones; mixing
+    the two raises in recent torch). Half-precision layers are unaffected. Elsewhere: nothing.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    backends = torch.backends
+    if hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision"):
+        flags, strict = [(backends.cudnn.conv, "fp32_precision"), (backends.cuda.matmul, "fp32_precision")], "ieee"
+    else:
+        flags, strict = [(backends.cudnn, "allow_tf32"), (backends.cuda.matmul, "allow_tf32")], False
+    saved = [getattr(owner, name) for owner, name in flags]
+    try:
+        for owner, name in flags:
+            setattr(owner, name, strict)
+        yield
+    finally:
+        for (owner, name), value in zip(flags, saved):
+            setattr(owner, name, value)
 
 
 def _release_block_weights(block: nn.Module, inputs, output) -> None:

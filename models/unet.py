@@ -19,7 +19,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timest
 from diffusers.models.unets.unet_2d_blocks import get_down_block, get_mid_block, get_up_block
 
 from .architecture import ATTENTION_HEAD_DIM, NUM_POINT_COORDS, UNetArchitecture
-from .attention import PromptBiasAttnProcessor
+from .attention import PromptBiasAttnProcessor, PromptKeys
 
 NORM_GROUPS = 32
 NORM_EPS = 1e-5
@@ -148,12 +148,18 @@ class MattingUNet(nn.Module):
         Returns the predicted alpha latent (B, 4, h, w).
         """
         prompt_latent = latents[:, latents.shape[1] // 2 :]
+        # The bias at every level and the keys each level keeps, decided once for the whole pass.
+        keys = None if attention_bias is None else {"prompt_keys": PromptKeys(attention_bias, len(self.down_blocks))}
         sample = self.conv_in(latents)
         skips = (sample,)
         for block in self.down_blocks:
             if getattr(block, "has_cross_attention", False):
                 sample, res = block(
-                    sample, temb=condition, encoder_hidden_states=caption_embedding, attention_mask=attention_bias
+                    sample,
+                    temb=condition,
+                    encoder_hidden_states=caption_embedding,
+                    attention_mask=attention_bias,
+                    cross_attention_kwargs=keys,
                 )
             else:
                 sample, res = block(sample, temb=condition)
@@ -161,7 +167,9 @@ class MattingUNet(nn.Module):
 
         if self.mid_block is not None:
             tokens = self.aux_conv_in(prompt_latent).flatten(2).transpose(1, 2)
-            sample = self.mid_block(sample, condition, encoder_hidden_states=tokens, attention_mask=attention_bias)
+            sample = self.mid_block(
+                sample, condition, encoder_hidden_states=tokens, attention_mask=attention_bias, cross_attention_kwargs=keys
+            )
 
         for i, block in enumerate(self.up_blocks):
             res, skips = skips[-len(block.resnets) :], skips[: -len(block.resnets)]
@@ -173,6 +181,7 @@ class MattingUNet(nn.Module):
                     temb=condition,
                     encoder_hidden_states=caption_embedding,
                     attention_mask=attention_bias,
+                    cross_attention_kwargs=keys,
                     upsample_size=upsample_size,
                 )
             else:

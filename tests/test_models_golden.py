@@ -141,3 +141,30 @@ def test_architecture_is_read_from_shapes(engine, golden_dir):
         text = expected["text_encoder"]
         for field in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
             assert getattr(arch.text_encoder, field) == text[field], field
+
+
+def test_leaving_out_silenced_keys_is_exact(golden_model, engine, golden_dir, monkeypatch):
+    """Self-attention leaves out the keys the prompt's bias silences (weight exp(-1000) or less,
+    which is 0 in float64 as in float32). In float64, where float32's rounding noise does not hide
+    a small change, the alphas equal those of attending to every key (measured: 6e-15; leaving out
+    keys 10 below the largest bias instead of 1000 moves them by 2e-12), for a click, a box and a
+    batch of two boxes."""
+    name, _, cases = golden_model
+    model = engine.load_matting_model(golden_dir / name / "model.safetensors").double()
+    calls = [
+        (cases["image"][None], cases["point_mask.trans0.map"][None, None], cases["point_mask.trans0.coords"][None], "point", [False]),
+        (cases["image"][None], cases["bbox_mask.trans0.map"][None, None], cases["bbox_mask.trans0.coords"][None], "box", [False]),
+        (cases["batch2.image"], cases["batch2.map"][:, None], cases["batch2.coords"], "box", cases["batch2.is_trans"].astype(bool)),
+    ]
+    for image, prompt, coords, kind, transparent in calls:
+        args = (torch.from_numpy(image).double(), torch.from_numpy(prompt).double(), torch.from_numpy(coords).double())
+        args += (kind, torch.tensor(transparent))
+        bias = engine.attention.prompt_attention_bias(args[1], torch.float64)
+        tokens = bias[0, 0].numel()
+        kept, index = engine.attention.PromptKeys(bias, len(model.unet.down_blocks)).for_tokens(tokens)
+        assert index is not None and kept.shape[-1] < tokens, kind  # keys are left out at the first level
+        dropped = model(*args)
+        with monkeypatch.context() as patch:
+            patch.setattr(engine.attention, "PRUNE_MARGIN", float("inf"))  # every key kept
+            every_key = model(*args)
+        assert float((dropped - every_key).abs().max()) <= 1e-13, (kind, float((dropped - every_key).abs().max()))

@@ -143,11 +143,14 @@ def test_forward_streams_unet_weights_and_repeats_exactly(pack, golden_dir):
     assert torch.equal(first, second)
 
 
+@pytest.mark.parametrize("kind", ["point", "box", "mask", "trimap", "auto"])
 @pytest.mark.parametrize("family", ["sdmatte_tiny", "litesdmatte_tiny"])
-def test_a_whole_pass_stays_on_the_models_device(pack, golden_dir, family):
-    """No step creates a tensor on the CPU next to the model's device (a crash on a GPU).
+def test_a_whole_pass_stays_on_the_models_device(pack, golden_dir, family, kind):
+    """No step creates a tensor on the CPU next to the model's device (a crash on a GPU), and no
+    step needs a value read back from it to go on (the meta device holds no values).
 
     This machine has no GPU; the meta device stands in for any device that is not the CPU.
+    Point, box and mask prompts bias the self-attention; trimap and automatic ones do not.
     """
     engine = importlib.import_module(f"{pack.__name__}.models")
     model = engine.load_matting_model(golden_dir / family / "model.safetensors").to("meta")
@@ -156,8 +159,8 @@ def test_a_whole_pass_stays_on_the_models_device(pack, golden_dir, family):
         alpha = model(
             torch.rand(2, 3, 64, 96, **meta),
             torch.rand(2, 1, 64, 96, **meta),
-            torch.rand(2, 4, **meta),
-            "auto",
+            torch.rand(2, 20 if kind == "point" else 4, **meta),
+            kind,
             torch.zeros(2, dtype=torch.bool, **meta),
         )
     assert alpha.device.type == "meta" and alpha.shape == (2, 1, 64, 96)
