@@ -105,6 +105,22 @@ def test_workflow_notes_say_what_weights_it_needs(name):
         assert "inpainting" in text.lower() and "models/checkpoints" in text
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_loaders_pick_a_default_download_and_the_note_says_where_from(name):
+    """Every Load SDMatte Model of the examples selects an entry that the loader downloads on first
+    use from the default source (known_models.json), and the Note names that file and repository."""
+    known = json.loads((REPO / "nodes" / "known_models.json").read_text())["models"]
+    wf = load(name)
+    text = note_text(wf)
+    loaders = [n for n in wf["nodes"] if n["type"] == "PromptMatteModelLoader"]
+    assert loaders, f"{name} has no Load SDMatte Model"
+    for n in loaders:
+        ckpt = n["widgets_values"][0]
+        assert ckpt in known, f"{name}: {ckpt!r} is not a known (downloadable) entry"
+        assert known[ckpt]["repo_id"] == "1038lab/SDMatte" and ckpt.endswith(".safetensors"), (name, ckpt)
+        assert ckpt in text and known[ckpt]["repo_id"] in text, (name, text)
+
+
 @pytest.fixture(scope="module")
 def object_info(comfy_client):
     return comfy_client.object_info()

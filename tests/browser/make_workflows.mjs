@@ -28,9 +28,9 @@ const weightsNote = (extra) =>
   [
     "PromptMatte example workflow.",
     "",
-    "Weights: an SDMatte checkpoint in ComfyUI/models/sdmatte/ — SDMatte.pth, SDMatte_plus.pth (SDMatte*) or",
-    "LiteSDMatte.pth from the authors (LongfeiHuang/SDMatte, LongfeiHuang/LiteSDMatte on Hugging Face).",
-    "'Load SDMatte Model' lists them and downloads them on first use.",
+    "Weights: an SDMatte checkpoint in ComfyUI/models/sdmatte/ — SDMatte.safetensors, SDMatte_plus.safetensors (SDMatte*)",
+    "from 1038lab/SDMatte, or the authors' SDMatte.pth, SDMatte_plus.pth, LiteSDMatte.pth (LongfeiHuang/SDMatte, LiteSDMatte).",
+    "'Load SDMatte Model' lists them and downloads them from Hugging Face on first use.",
     ...(extra ? ["", ...extra] : []),
   ].join("\n");
 
@@ -46,7 +46,7 @@ const WORKFLOWS = [
     file: "01_click_matting.json",
     nodes: [
       { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
-      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.safetensors" } },
       {
         id: "editor",
         type: "PromptMatteEditor",
@@ -81,7 +81,7 @@ const WORKFLOWS = [
     file: "02_box_matting_color_background.json",
     nodes: [
       { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
-      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte_plus.pth" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte_plus.safetensors" } },
       {
         id: "editor",
         type: "PromptMatteEditor",
@@ -121,7 +121,7 @@ const WORKFLOWS = [
     file: "03a_mask_prompt_segment_anything.json",
     nodes: [
       { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
-      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.safetensors" } },
       { id: "mask", type: "PromptMatteMask", pos: [COL + 330, 0] },
       { id: "apply", type: "PromptMatteApply", pos: [COL + 600, 0] },
       { id: "comp", type: "PromptMatteComposite", pos: [COL + 600, 360] },
@@ -198,7 +198,7 @@ const WORKFLOWS = [
     file: "03b_mask_prompt_painted_mask.json",
     nodes: [
       { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
-      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.safetensors" } },
       { id: "mask", type: "PromptMatteMask", pos: [COL, 0] },
       { id: "apply", type: "PromptMatteApply", pos: [COL + 270, 0] },
       { id: "comp", type: "PromptMatteComposite", pos: [COL + 270, 360] },
@@ -227,7 +227,7 @@ const WORKFLOWS = [
     file: "04_trimap_from_rough_mask.json",
     nodes: [
       { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
-      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.safetensors" } },
       { id: "trimap", type: "PromptMatteTrimap", pos: [COL, 0], widgets: { erode: 12, dilate: 12 } },
       { id: "tview", type: "MaskToImage", pos: [COL, 200] },
       { id: "tprev", type: "PreviewImage", pos: [COL, 290], size: [260, 300] },
@@ -260,7 +260,7 @@ const WORKFLOWS = [
     file: "05_background_replacement_inpainting.json",
     nodes: [
       { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
-      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.pth" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.safetensors" } },
       {
         id: "editor",
         type: "PromptMatteEditor",
