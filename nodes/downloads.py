@@ -94,7 +94,8 @@ def accepted_suffixes(ckpt_name: str) -> tuple[str, ...]:
     return SAFETENSORS_SUFFIXES if suffix in SAFETENSORS_SUFFIXES else PICKLE_SUFFIXES
 
 
-def choose_weight_file(ckpt_name: str, entry: dict, files: list[tuple[str, int | None]]) -> str:
+def choose_weight_file(ckpt_name: str, entry: dict, files: list[tuple[str, int | None]],
+                       target_dir: str = "models/sdmatte") -> str:
     """The weight file of a listed repository for ``ckpt_name``.
 
     Rule: among the repository's files (any folder) whose type can be saved under ``ckpt_name``
@@ -119,7 +120,8 @@ def choose_weight_file(ckpt_name: str, entry: dict, files: list[tuple[str, int |
         f"Hugging Face repository {entry['repo_id']} (revision {entry.get('revision', 'main')}) has no "
         f"weight file for '{ckpt_name}': looked for a {' / '.join(suffixes)} file named "
         f"'{entry['match']}' (case, '_' and '-' ignored), found: {listed}. Download the weights by hand "
-        f"from {repo_page(entry)}, or correct '{ckpt_name}' in nodes/known_models.json.")
+        f"from {repo_page(entry)} and put them in {target_dir} as '{ckpt_name}', or correct "
+        f"'{ckpt_name}' in nodes/known_models.json.")
 
 
 def list_repo_files(entry: dict) -> list[tuple[str, int | None]]:
@@ -248,7 +250,7 @@ def download_known(ckpt_name: str, entry: dict, target_dir: str) -> str:
             raise ValueError(
                 f"Could not download SDMatte weights '{ckpt_name}': listing the files of {repo_page(entry)} "
                 f"failed ({_describe(e)}). {by_hand}") from None
-        filename = choose_weight_file(ckpt_name, entry, files)
+        filename = choose_weight_file(ckpt_name, entry, files, target_dir)
 
     url = hub_url(entry, filename)
     try:

@@ -61,7 +61,14 @@ def download_folder() -> str:
 @lru_cache(maxsize=1)
 def known_models() -> dict[str, dict]:
     with open(_KNOWN_FILE, encoding="utf-8") as f:
-        return json.load(f)["models"]
+        models = json.load(f)["models"]
+    for name, entry in models.items():
+        if not entry.get("repo_id") or bool(entry.get("filename")) == bool(entry.get("match")):
+            raise ValueError(f"{_KNOWN_FILE}: entry '{name}' needs a repo_id and exactly one of 'filename' "
+                             f"(the file in the repository) or 'match' (found by listing the repository)")
+        if os.path.splitext(name)[1].lower() not in EXTENSIONS:
+            raise ValueError(f"{_KNOWN_FILE}: entry '{name}' must end in one of {', '.join(sorted(EXTENSIONS))}")
+    return models
 
 
 def known_sources_text() -> str:

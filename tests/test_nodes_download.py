@@ -370,7 +370,7 @@ def test_listing_without_a_fitting_file_names_the_files(c, hub, sdmatte_dir, wei
         weights_mod.resolve_checkpoint("SDMatte.pth")
     msg = str(e.value)
     for part in ("LongfeiHuang/SDMatte", "README.md", "SDMatte_plus.pth", "SDMatte.safetensors",
-                 "known_models.json", "'SDMatte'"):
+                 "known_models.json", "'SDMatte'", str(sdmatte_dir)):
         assert part in msg, (part, msg)
     assert not (sdmatte_dir / "SDMatte.pth").exists()
     assert not [r for r in hub.requests if "/resolve/" in r["path"]]
