@@ -20,7 +20,11 @@ a trimap it passes it to the same functions (SAD's first value), as their ``util
 Keys per case NAME: ``NAME.pred``, ``NAME.gt`` (float32 grey levels), ``NAME.trimap`` (uint8, when
 the case has one), ``NAME.values`` (float64 MSE, MAD, SAD, Grad, Conn), ``NAME.pred_resized``
 (OpenCV's resize of the prediction, when the sizes differ); ``cases`` lists the names and ``meta``
-is a JSON string with the versions and the authors' commit.
+is a JSON string with the versions and the authors' commit. Beside it, ``files/`` holds small matte
+files in common formats and ``read.<file name>`` what ``cv2.imread(path, 0)`` reads from each.
+``prompt<i>.*`` are ground truths with the trimap (GenTrimap, no trimap file; ``trimap2`` = 2 × trimap), clicks (GenPoint(0.8),
+coordinates / size) and box (GenBBox(), coordinates and map) their test transforms derive from them
+at ``prompt_resolution``², with ``np.random.seed(prompt<i>.seed)`` before GenTrimap and GenPoint.
 """
 
 from __future__ import annotations
@@ -157,6 +161,86 @@ def make_cases(rng):
     return cases
 
 
+def write_files(folder: Path, cv2) -> dict:
+    """Small matte files in the formats people have, and what ``cv2.imread(path, 0)`` reads from them."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:30, 0:40]
+    grey = ((np.sin(xx / 4) + np.cos(yy / 3)) * 60 + 128).clip(0, 255).astype(np.uint8)
+    rgb = np.dstack([grey, np.roll(grey, 5, 1), 255 - grey]).astype(np.uint8)
+    Image.fromarray(grey).save(folder / "grey.png")
+    Image.fromarray(rgb).save(folder / "colour.png")
+    Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE).save(folder / "palette.png")
+    Image.fromarray(grey > 128).save(folder / "bilevel.png")
+    cv2.imwrite(str(folder / "sixteen_bit.png"), grey.astype(np.uint16) * 257 + (np.arange(grey.size) % 257).reshape(grey.shape).astype(np.uint16))
+    Image.fromarray(rgb).save(folder / "colour.jpg", quality=85)
+    Image.fromarray(grey).save(folder / "grey.jpg", quality=85)
+    Image.fromarray(rgb).save(folder / "colour.bmp")
+    Image.fromarray(rgb).save(folder / "colour.tif")
+    return {f"read.{p.name}": cv2.imread(str(p), 0) for p in sorted(folder.iterdir())}
+
+
+def load_authors_transforms(code_dir: Path):
+    """Their ``data/dataset.py`` (GenTrimap, GenBBox, GenPoint), loaded with stand-ins for what its
+    module level needs and the transforms do not use: torch / torchvision (only imported there) and
+    the ``BG-20K/`` folder it lists at import."""
+    import os
+    import tempfile
+    import types
+
+    for name in ("torch", "torch.utils", "torch.utils.data", "torchvision", "torchvision.transforms"):
+        if name not in sys.modules:
+            sys.modules[name] = types.ModuleType(name)
+    sys.modules["torch.utils.data"].Dataset = object
+    sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
+    sys.modules["torchvision.transforms"].functional = types.ModuleType("functional")
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as scratch:
+        os.mkdir(os.path.join(scratch, "BG-20K"))
+        os.chdir(scratch)
+        try:
+            spec = importlib.util.spec_from_file_location("sdmatte_authors_dataset", code_dir / "data" / "dataset.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            os.chdir(here)
+    return module
+
+
+def prompt_cases(ds, cv2, rng, resolution=128):
+    """Ground truths and the prompts their test transforms derive from them (seeded per case)."""
+    import random
+
+    out = {}
+    for c in range(6):
+        h, w = int(rng.integers(80, 200)), int(rng.integers(80, 200))
+        a = soft_disc(h, w, h / 2, w / 2, 40, 10)
+        if c % 2:
+            a = np.maximum(a, soft_disc(h, w, 10, 12, 8, 3))  # a small second object (< 1/10)
+        if c == 4:
+            a = np.maximum(a, soft_disc(h, w, h - 30, 30, 30, 3))  # a comparable second object
+        gt = np.round(a * 255).astype(np.uint8)
+        # as DataGenerator.__getitem__ and Resize((R, R)) of their test transforms
+        alpha = cv2.resize(gt.astype(np.float32) / 255.0, (resolution, resolution), interpolation=cv2.INTER_LINEAR)
+        seed = 7 + c
+        sample = {"alpha": alpha, "trimap": None}
+        np.random.seed(seed)
+        random.seed(seed)
+        sample = ds.GenTrimap()(sample)
+        np.random.seed(seed)
+        sample = ds.GenPoint(0.8, "gauss", 35)(sample)
+        sample = ds.GenBBox()(sample)
+        out[f"prompt{c}.gt"] = gt
+        out[f"prompt{c}.seed"] = np.array(seed)
+        out[f"prompt{c}.trimap2"] = np.round(sample["trimap"] * 2).astype(np.uint8)  # 0 / 1 / 2
+        out[f"prompt{c}.point_coords"] = np.asarray(sample["point_coords"], dtype=np.float64)
+        out[f"prompt{c}.bbox_coords"] = np.asarray(sample["bbox_coords"], dtype=np.float64)
+        out[f"prompt{c}.bbox_mask"] = sample["bbox_mask"].astype(np.uint8)
+    out["prompt_resolution"] = np.array(resolution)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("authors_code", type=Path, help="folder of a vivoCameraResearch/SDMatte checkout")
@@ -196,6 +280,8 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "metrics": list(NAMES),
     }
+    out.update(write_files(args.out.parent / "files", cv2))
+    out.update(prompt_cases(load_authors_transforms(args.authors_code), cv2, np.random.default_rng(args.seed + 1)))
     out["cases"] = np.array(list(cases))
     out["meta"] = np.array(json.dumps(meta))
     args.out.parent.mkdir(parents=True, exist_ok=True)
