@@ -462,8 +462,91 @@ def format_table(names: Sequence[str], rows: Sequence[Mapping[str, float]], digi
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- batches of masks
+
+
+_HEAT_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+_HEAT_COLOURS = np.array([
+    [0.0, 0.0, 0.0],  # no error: black
+    [0.33, 0.06, 0.55],  # purple
+    [0.85, 0.17, 0.20],  # red
+    [0.99, 0.62, 0.08],  # orange
+    [0.99, 1.00, 0.64],  # pale yellow: |error| = 1
+])
+OUTSIDE_DIM = 0.3  # brightness of the error map outside the trimap's unknown region (not measured)
+
+
+def heat_map(error: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) float32 colours of a per-pixel |error| in [0, 1]: black (0) through purple, red and
+    orange to pale yellow (1), on a square-root scale so that small errors show; pixels outside
+    ``region`` (not measured) are dimmed."""
+    e = np.sqrt(np.clip(np.asarray(error, dtype=np.float64), 0.0, 1.0))
+    rgb = np.stack([np.interp(e, _HEAT_STOPS, _HEAT_COLOURS[:, c]) for c in range(3)], axis=-1)
+    if region is not None:
+        rgb = np.where(region[..., None], rgb, rgb * OUTSIDE_DIM)
+    return rgb.astype(np.float32)
+
+
+def _as_batch(masks, what: str) -> np.ndarray:
+    if hasattr(masks, "detach") and hasattr(masks, "cpu"):
+        masks = masks.detach().cpu().float().numpy()
+    a = np.asarray(masks)
+    if a.ndim == 2:
+        a = a[None]
+    if a.ndim == 4 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim != 3 or a.shape[0] < 1:
+        raise MetricsError(f"the {what} has shape {tuple(np.shape(masks))}; connect a MASK (batch, height, width)")
+    return a
+
+
+def measure_masks(alpha, ground_truth, trimap=None):
+    """Metrics of a batch of mattes in [0, 1] (ComfyUI MASKs, 1 = foreground) against ground truths.
+
+    Both are taken as the 8-bit grey levels a PNG of them holds (:func:`grey_levels`, rounded);
+    an alpha of another size is resized to its ground truth. N alphas pair with N ground truths;
+    one of either pairs with every one of the other. ``trimap``: one for all pairs or one per
+    pair, 0 / 0.5 / 1 (0.5 → grey level 128, unknown: only those pixels are measured).
+    Returns (rows: list of metric dicts, error maps (N, H, W, 3) float32 colours, see :func:`heat_map`).
+    """
+    a = _as_batch(alpha, "alpha")
+    g = _as_batch(ground_truth, "ground truth")
+    na, ng = a.shape[0], g.shape[0]
+    if na != ng and 1 not in (na, ng):
+        raise MetricsError(
+            f"batch mismatch: {na} alphas and {ng} ground truths; give one alpha per ground truth, or one "
+            "alpha for all ground truths, or one ground truth for all alphas"
+        )
+    n = max(na, ng)
+    t = None
+    if trimap is not None:
+        t = _as_batch(trimap, "trimap")
+        if t.shape[0] not in (1, n):
+            raise MetricsError(
+                f"batch mismatch: {t.shape[0]} trimaps for {n} images measured; give one trimap for all, "
+                "or one per image"
+            )
+    rows, maps = [], []
+    for i in range(n):
+        where = f"image {i + 1}: " if n > 1 else ""
+        try:
+            pred = grey_levels(a[i if na > 1 else 0], "alpha")
+            gt = grey_levels(g[i if ng > 1 else 0], "ground truth")
+            region = None
+            if t is not None:
+                region = unknown_region(grey_levels(t[i if t.shape[0] > 1 else 0], "trimap"), gt.shape)
+            p = pred if pred.shape == gt.shape else resize_bilinear(pred, gt.shape)
+            rows.append(_metrics(p, gt, region))
+            maps.append(heat_map(np.abs(p - gt) / np.float32(255.0), region))
+        except MetricsError as e:
+            raise MetricsError(f"{where}{e}") from None
+    return rows, np.stack(maps)
+
+
 __all__ = [
     "METRIC_NAMES",
+    "heat_map",
+    "measure_masks",
     "MetricsError",
     "UNKNOWN",
     "error_map",

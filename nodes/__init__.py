@@ -9,6 +9,7 @@ from comfy_api.latest import ComfyExtension, io
 from . import model_files
 from .apply import PromptMatteApply
 from .composite import PromptMatteComposite
+from .metrics import PromptMatteMetrics
 from .model_node import PromptMatteModelLoader
 from .prompts import PromptMatteBox, PromptMatteMask, PromptMattePoints, PromptMatteTrimap
 
@@ -22,6 +23,7 @@ NODES: list[type[io.ComfyNode]] = [
     PromptMatteTrimap,
     PromptMatteApply,
     PromptMatteComposite,
+    PromptMatteMetrics,
 ]
 
 # The interactive editor node is written separately; add it when its module is there (an error
