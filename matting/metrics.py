@@ -230,40 +230,31 @@ def gradient_magnitude(image01: np.ndarray, sigma: float = GRAD_SIGMA) -> np.nda
 
     ``image01`` is float32 (their ``pred / 255.0``). Equal to ``sqrt(convolve(im, hx)² +
     convolve(im, hy)²)`` with ``scipy.ndimage.convolve(..., mode='nearest')``: the 2-D kernels are
-    outer products, so each is a column pass and a row pass (the Gaussian is symmetric and its
-    derivative antisymmetric: 4 paired taps plus the centre each), computed in float64 (scipy
-    accumulates in double) on bands of rows that stay in the CPU cache, with the 4-row halo taken
-    from the image clamped at its edges (the ``nearest`` border); each gradient is rounded to
-    float32 as scipy stores it.
+    outer products, so each is a column pass and a row pass, computed in float64 (scipy accumulates
+    in double) on bands of rows that stay in the CPU cache. The column pass pairs the taps (the
+    Gaussian is symmetric, its derivative antisymmetric) on the band with its 4-row halo taken from
+    the image clamped at its edges (the ``nearest`` border); the row pass is scipy's 1-D
+    convolution along the rows. Each gradient is rounded to float32 as scipy stores it.
     """
     g, d = gaussian_derivative_kernels(sigma)
     half = len(g) // 2
     h, w = image01.shape
     out = np.empty((h, w), dtype=np.float32)
-    cols = np.clip(np.arange(-half, w + half), 0, w - 1)
     for r0 in range(0, h, _BAND_ROWS):
         r1 = min(h, r0 + _BAND_ROWS)
         n = r1 - r0
         band = image01[np.clip(np.arange(r0 - half, r1 + half), 0, h - 1)].astype(np.float64)
-        # columns (axis 0): Gaussian (for gx) and derivative (for gy); scipy convolves, so the
-        # weight d[half + j] multiplies the pixel j rows above
+        # columns (axis 0): Gaussian (for gx) and derivative (for gy); convolution puts the
+        # weight d[half + j] on the pixel j rows above
         smooth = band[half:half + n] * g[half]
         deriv = np.zeros((n, w))
         for j in range(1, half + 1):
             above, below = band[half - j:half - j + n], band[half + j:half + j + n]
             smooth += g[half + j] * (above + below)
             deriv += d[half + j] * (above - below)
-        # rows (axis 1), on the columns clamped at the image's sides
-        smooth = smooth[:, cols]
-        deriv = deriv[:, cols]
-        gx = np.zeros((n, w))
-        gy = deriv[:, half:half + w] * g[half]
-        for j in range(1, half + 1):
-            left, right = slice(half - j, half - j + w), slice(half + j, half + j + w)
-            gx += d[half + j] * (smooth[:, left] - smooth[:, right])
-            gy += g[half + j] * (deriv[:, left] + deriv[:, right])
-        gx = gx.astype(np.float32)
-        gy = gy.astype(np.float32)
+        # rows (axis 1): derivative for gx, Gaussian for gy
+        gx = ndi.convolve1d(smooth, d, axis=1, mode="nearest").astype(np.float32)
+        gy = ndi.convolve1d(deriv, g, axis=1, mode="nearest").astype(np.float32)
         np.sqrt(gx * gx + gy * gy, out=out[r0:r1])
     return out
 
@@ -303,7 +294,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 def _largest_label(mask: np.ndarray):
     """(labels, label of the first largest component, its size) of a non-empty boolean mask."""
-    labels, count = ndi.label(mask)  # scipy's default structure: 4-connectivity, raster-order labels
+    labels = np.empty(mask.shape, dtype=np.intp)  # bincount counts intp without a converted copy
+    count = ndi.label(mask, output=labels)  # scipy's default structure: 4-connectivity, raster-order labels
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
     sizes[0] = 0
     best = int(np.argmax(sizes))
@@ -357,7 +349,9 @@ def connectivity_levels(pred01: np.ndarray, gt01: np.ndarray, step: float = CONN
     for i in sorted(component):  # inside the component case: pixels of m_i outside the component
         box, labels, best = component[i]
         sub = first[box]
-        leave = (k[box] >= i) & (labels != best) & (sub > i)
+        leave = labels != best
+        leave &= labels != 0  # in m_i (label 0 is outside it)
+        leave &= sub > i
         sub[leave] = i
     level_of = np.empty(never + 1, dtype=np.float32)
     level_of[0] = 1.0  # unused
