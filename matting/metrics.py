@@ -21,9 +21,9 @@ every constant and normalisation as there:
   scaled to unit L2 norm, ``hy = hxᵀ``; Grad = sum((|∇pred| - |∇gt|)²) / 1000;
 * **Conn**: for thresholds t_i = 0.1·i (i = 1..10, ``np.arange(0, 1.1, 0.1)``) the largest
   4-connected component of ``(pred/255 >= t_i) & (gt/255 >= t_i)``, where, as in their code, the
-  component count includes the background label 0 (``argmax(bincount(labels))``): when more
-  pixels lie outside the thresholded region than in its largest component, the "largest
-  component" is the outside region itself. A pixel's level l is t_{i-1} for the first i at which
+  component count includes the background label 0 (``argmax(bincount(labels))``): when the
+  pixels outside the thresholded region are at least as many as those of its largest component,
+  the "largest component" is the outside region itself. A pixel's level l is t_{i-1} for the first i at which
   it is not in that component (1 if it always is); φ(a) = 1 - (a - l)·[a - l >= 0.15];
   Conn = sum(|φ(pred) - φ(gt)|) / 1000;
 * a set's number is the mean of the per-image numbers.
@@ -35,9 +35,11 @@ under numpy 2), and the resize reproduces the arithmetic of OpenCV's float32 bil
 it runs by default on x86 (through Intel IPP). Tested against values computed by running the
 authors' functions (``tests/golden/metrics``).
 
-Speed: the Gaussian-derivative filters are applied as two 1-D passes over bands of rows that stay
-in the CPU cache (the 9×9 kernel is an outer product), and Conn labels each thresholded region
-once within its bounding box. A 2048² image's five metrics take a fraction of a second
+Speed: the Gaussian-derivative filters are applied as a column pass and a row pass over bands of
+rows that stay in the CPU cache (the 9×9 kernel is an outer product), and Conn's level map is read
+from a table over "how many thresholds a pixel passes", labelling components only at thresholds
+where the region covers more than half the image (below that the outside always wins) and only
+inside the region's bounding box. A 2048² image's five metrics take a fraction of a second
 (``bench/bench_metrics.py``).
 """
 
@@ -269,29 +271,6 @@ def _grad(pred01: np.ndarray, gt01: np.ndarray, region: np.ndarray | None) -> fl
 # ----------------------------------------------------------------------------- Conn
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    """The authors' "largest connected component" of a boolean mask (4-connectivity).
-
-    As ``getLargestCC`` in their code: components are counted with the background (label 0)
-    among them and the first largest label wins, so when the pixels outside ``mask`` outnumber
-    its largest component (ties included) the result is the outside, ``~mask``. Labels are
-    numbered in raster order as skimage's are, so equal-sized components resolve the same way.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    n_in = int(np.count_nonzero(mask))
-    if 2 * n_in <= mask.size:  # the outside is at least as large as anything inside
-        return ~mask
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    labels, best, size = _largest_label(mask[box])
-    if mask.size - n_in >= size:
-        return ~mask
-    out = np.zeros_like(mask)
-    out[box] = labels == best
-    return out
-
-
 def _largest_label(mask: np.ndarray):
     """(labels, label of the first largest component, its size) of a non-empty boolean mask."""
     labels = np.empty(mask.shape, dtype=np.intp)  # bincount counts intp without a converted copy
@@ -304,7 +283,13 @@ def _largest_label(mask: np.ndarray):
 
 def connectivity_levels(pred01: np.ndarray, gt01: np.ndarray, step: float = CONN_STEP) -> np.ndarray:
     """The authors' level map l (float32): t_{i-1} for the first threshold t_i at which a pixel is
-    not in that threshold's "largest component" (:func:`largest_component`), 1 if it never leaves.
+    not in that threshold's "largest component", 1 if it never leaves.
+
+    Their ``getLargestCC`` labels ``(pred >= t_i) & (gt >= t_i)`` with 4-connectivity and keeps
+    ``labels == argmax(bincount(labels))``: the background (label 0) is counted among the
+    components and the first largest label wins, so when the pixels outside the region are at least
+    as many as those of its largest component, the "largest component" is the outside. Labels are
+    numbered in raster order (scipy's as skimage's), so equal components resolve the same way.
 
     Computed without walking the whole image ten times. With m_i = min(pred, gt) >= t_i (nested
     regions) and k the number of thresholds a pixel passes, a pixel leaves at threshold i when
@@ -383,7 +368,8 @@ def matte_metrics(pred, gt, trimap=None) -> dict:
     pred, gt: grey levels 0..255 (uint8 or float, numpy or torch, (H, W)); a prediction of another
     size is resized to the ground truth's (:func:`resize_bilinear`).
     trimap: optional grey levels (the ground truth's size); only its unknown pixels (value 128)
-    are measured.
+    are measured (their ``compute_sad_loss`` then returns a pair, SAD and the unknown area / 1000:
+    SAD is the first).
     Returns ``{"MSE", "MAD", "SAD", "Grad", "Conn"}`` as floats (MSE and MAD × 1000, SAD, Grad
     and Conn / 1000).
     """
@@ -549,7 +535,6 @@ __all__ = [
     "gaussian_derivative_kernels",
     "gradient_magnitude",
     "grey_levels",
-    "largest_component",
     "matte_metrics",
     "mean_metrics",
     "resize_bilinear",
