@@ -77,6 +77,9 @@ def known_sources_text() -> str:
                      for name, entry in known_models().items())
 
 
+# Preselected in the loader: confirmed file name, safetensors (memory-mapped, nothing to unpickle).
+DEFAULT_CHECKPOINT = "SDMatte.safetensors"
+
 HF_COMPONENTS = ("unet", "vae")  # a folder holding these is one model in the authors' HF layout
 
 

@@ -28,7 +28,7 @@ class PromptMatteModelLoader(io.ComfyNode):
                 "interrupted):\n" + model_files.known_sources_text()),
             inputs=[
                 io.Combo.Input(
-                    "ckpt_name", options=model_files.checkpoint_names(),
+                    "ckpt_name", options=model_files.checkpoint_names(), default=model_files.DEFAULT_CHECKPOINT,
                     tooltip=(f"Weights file in {folder}. These are listed even when absent and downloaded "
                              "on first use (HF_ENDPOINT and HF_HUB_OFFLINE are honoured):\n"
                              + model_files.known_sources_text())),

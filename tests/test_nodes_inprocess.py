@@ -82,6 +82,8 @@ def test_known_weights_listed_even_when_absent(c, mod):
     assert CKPT in names
     for known in mod["model_files"].known_models():
         assert known in names
+    # a new loader node starts on the confirmed, downloadable safetensors file
+    assert spec[1]["default"] == "SDMatte.safetensors"
 
 
 def test_model_folder_paths(c, mod, tmp_path):
