@@ -45,6 +45,7 @@ NODE_IDS = (
     "PromptMatteApply",
     "PromptMatteComposite",
     "PromptMatteEditor",
+    "PromptMatteMetrics",
 )
 
 sys.path.insert(0, str(REPO / "scripts"))

@@ -25,6 +25,7 @@ NODE_IDS = {
     "PromptMatteTrimap": "Matte Prompt: Trimap",
     "PromptMatteApply": "SDMatte Matting",
     "PromptMatteComposite": "Matte Composite",
+    "PromptMatteMetrics": "Matte Metrics",
 }
 PAINTED = (slice(30, 90), slice(40, 100))  # rows, columns painted in the mask editor
 
