@@ -1,26 +1,42 @@
-"""PromptMatte's matting core: plain torch, no ComfyUI.
+"""PromptMatte's matting core: plain torch / numpy, no ComfyUI.
 
 Prompts (clicks, box, mask, trimap, automatic) in image pixels, their rendering
 to SDMatte's prompt maps and coordinates, the resize / crop / batch pipeline
-around a matting model, foreground estimation and trimap morphology.
+around a matting model, foreground estimation, trimap morphology, and quality
+metrics with the ``evaluate`` / ``benchmark`` commands.
+
+Names are imported from their modules on first use, so ``python -m
+<pack>.matting.evaluate`` (numpy and scipy only) does not pay for torch.
 """
 
-from .errors import PromptError
-from .foreground import estimate_foreground
-from .pipeline import matte
-from .prompt import Prompt, parse_points_json, validate_for_image
-from .render import model_kind, render_prompt
-from .trimap import clean_trimap, trimap_from_mask
+from __future__ import annotations
 
-__all__ = [
-    "Prompt",
-    "PromptError",
-    "parse_points_json",
-    "validate_for_image",
-    "render_prompt",
-    "model_kind",
-    "matte",
-    "estimate_foreground",
-    "trimap_from_mask",
-    "clean_trimap",
-]
+import importlib
+
+_HOMES = {
+    "PromptError": "errors",
+    "estimate_foreground": "foreground",
+    "matte": "pipeline",
+    "Prompt": "prompt",
+    "parse_points_json": "prompt",
+    "validate_for_image": "prompt",
+    "model_kind": "render",
+    "render_prompt": "render",
+    "clean_trimap": "trimap",
+    "trimap_from_mask": "trimap",
+}
+
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str):
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_HOMES))
