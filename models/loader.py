@@ -25,19 +25,29 @@ SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 log = logging.getLogger("PromptMatte")
 
 
+RELEASE_EVERY_BYTES = 256 << 20  # how much converted source may stay resident before it is handed back
+
+
 def _cast(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None) -> dict[str, torch.Tensor]:
     """Floating-point tensors in ``dtype`` (None: as stored), one at a time.
 
-    A converted tensor's source pages, when they come from a file map, are handed back at once, so
-    converting a mapped file costs the result's size, not the result plus the file.
+    The source pages of converted tensors, when they come from a file map, are handed back every
+    ``RELEASE_EVERY_BYTES`` (one look at the process's mappings each time), so converting a mapped
+    file costs about the result's size, not the result plus the file.
     """
-    out = {}
+    out, converted, pending = {}, [], 0
     for key, tensor in tensors.items():
         if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
             out[key] = tensor.to(dtype)
-            release_mapped_pages([tensor])
+            converted.append(tensor)
+            pending += tensor.nbytes
+            if pending >= RELEASE_EVERY_BYTES:
+                release_mapped_pages(converted)
+                converted, pending = [], 0
         else:
             out[key] = tensor
+    if converted:
+        release_mapped_pages(converted)
     return out
 
 
