@@ -105,10 +105,10 @@ def test_pyproject_metadata():
     assert project["version"] == "0.1.0"
     assert comfy["PublisherId"] == "promptmatte"
     assert comfy["DisplayName"] == "PromptMatte — SDMatte interactive matting"
-    reqs = [
-        ln.strip()
+    reqs = [  # pip allows comments after a requirement too
+        ln.split("#", 1)[0].strip()
         for ln in (REPO / "requirements.txt").read_text().splitlines()
-        if ln.strip() and not ln.lstrip().startswith("#")
+        if ln.split("#", 1)[0].strip()
     ]
     assert sorted(project["dependencies"]) == sorted(reqs), "pyproject dependencies must mirror requirements.txt"
 
