@@ -4,18 +4,24 @@ At 1024² SD2's autoencoder works on maps of up to 1 GB each (256 channels at fu
 and a stock forward pass holds several of them at once, plus the copies the convolution library
 makes. Here every full-resolution layer runs on bands of rows instead:
 
-- GroupNorm statistics are global per group, so they are taken over the whole map first; then
+- GroupNorm statistics are global per group, so they are taken over the whole map first (in
+  float32 pieces of 256 elements added in float64: as exact as torch's own GroupNorm); then
   normalisation, SiLU and the 3x3 convolution run band by band with a one-row halo, and only a
   band of the normalised map ever exists.
 - A resnet block writes its residual straight into its output buffer (in place of its input when
-  the widths match) and lets its input go once the first convolution has read it.
+  the widths match; into its input's memory, with its hidden map, when the input is at least
+  twice as wide) and lets its input go once the first convolution has read it. Blocks of the
+  same shape reuse one hidden-map buffer.
 - Nearest 2x upsampling followed by a 3x3 convolution is computed as one 2x2 convolution per
   output phase on the low-resolution map: the same sums with 4/9 of the multiply-adds, and the
-  upsampled map is never built. Where even the convolved result would be the largest map of the
-  pass, it is not stored: the layer that reads it recomputes it band by band.
+  upsampled map is never built. SD2's last upsampled map (256 channels at full resolution) is
+  larger than any map the last stage holds, but the block that reads it halves the width: it is
+  computed once, its statistics taken on the way, into the memory that block's hidden map and
+  output then occupy. Where no such block reads it, a map that large is not stored: the layer
+  that reads it recomputes it band by band.
 
-Results equal the stock modules' up to float summation order (relative 1e-6). Layer
-configurations other than SD2's fall back to the stock module for that layer.
+Results equal the stock modules' up to float summation order (as exact, tested against float64).
+Layer configurations other than SD2's fall back to the stock module for that layer.
 """
 
 from __future__ import annotations
@@ -88,6 +94,9 @@ def _group_moments(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Te
     input) times 6e-8; the stock GroupNorm's moments are good to about 1e-7.
     """
     batch = x.shape[0]
+    if batch > 1 and not x.is_contiguous():  # e.g. a channel slice of a larger map: each sample is contiguous
+        means, variances = zip(*(_group_moments(x[i : i + 1], groups) for i in range(batch)))
+        return torch.cat(means), torch.cat(variances)
     grouped = x.reshape(batch * groups, -1)
     count = grouped.shape[1]
     mean = sum(part.sum(dim=-1).double().sum(dim=-1) for part in _pieces(grouped)) / count
@@ -105,17 +114,20 @@ def _group_moments(x: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Te
 
 
 class _StoredMap:
-    """A map held in memory."""
+    """A map held in memory (and its group moments when they were taken as it was written)."""
 
-    def __init__(self, tensor: torch.Tensor):
+    def __init__(self, tensor: torch.Tensor, moments: dict | None = None):
         self.tensor = tensor
         self.shape = tuple(tensor.shape)
+        self.known_moments = moments or {}
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         return self.tensor[:, :, start:stop]
 
     def moments(self, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per (sample, group) mean and biased variance, each (B, groups) in float64."""
+        if groups in self.known_moments:
+            return self.known_moments[groups]
         return _group_moments(self.tensor, groups)
 
     def take(self) -> torch.Tensor:
@@ -125,6 +137,15 @@ class _StoredMap:
 
     def release(self) -> None:
         self.tensor = None
+
+
+def _pool(parts) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and variance of a whole map from ``(rows, mean, variance)`` of its bands, in float64."""
+    counts, means, variances = zip(*parts)  # every band row holds the same number of elements per group
+    weights = torch.tensor(counts, dtype=torch.float64, device=means[0].device).view(-1, 1, 1) / sum(counts)
+    means, variances = torch.stack(means), torch.stack(variances)
+    mean = (weights * means).sum(dim=0)
+    return mean, (weights * (variances + (means - mean).square())).sum(dim=0)
 
 
 class _UpsampledMap:
@@ -160,25 +181,21 @@ class _UpsampledMap:
 
     def moments(self, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
         """As ``_StoredMap.moments``, band by band, merged as a pooled mean and variance."""
-        counts, means, variances = [], [], []
-        for start, stop in _bands(self.shape):
-            band_mean, band_var = _group_moments(self.rows(start, stop), groups)
-            counts.append(stop - start)  # every band row holds the same number of elements per group
-            means.append(band_mean)
-            variances.append(band_var)
-        weights = torch.tensor(counts, dtype=torch.float64, device=means[0].device).view(-1, 1, 1) / sum(counts)
-        means, variances = torch.stack(means), torch.stack(variances)
-        mean = (weights * means).sum(dim=0)
-        return mean, (weights * (variances + (means - mean).square())).sum(dim=0)
+        return _pool(((stop - start, *_group_moments(self.rows(start, stop), groups)) for start, stop in _bands(self.shape)))
 
-    def materialize(self) -> torch.Tensor:
-        out = self.low.new_empty(self.shape)
+    def materialize(self, out: torch.Tensor | None = None, groups: int | None = None) -> _StoredMap:
+        """The map computed once into ``out`` (new if None), with its moments for ``groups`` groups taken on the way."""
+        out = self.low.new_empty(self.shape) if out is None else out
+        parts = []
         for start, stop in _bands(self.shape):
-            out[:, :, start:stop] = self.rows(start, stop)
-        return out
+            band = self.rows(start, stop)
+            if groups is not None:
+                parts.append((stop - start, *_group_moments(band, groups)))
+            out[:, :, start:stop] = band
+        return _StoredMap(out, {groups: _pool(parts)} if groups is not None else None)
 
     def take(self) -> torch.Tensor:
-        tensor = self.materialize()
+        tensor = self.materialize().take()
         self.release()
         return tensor
 
@@ -246,8 +263,22 @@ def _resnet_supported(block: nn.Module) -> bool:
     )
 
 
-def _resnet(block: ResnetBlock2D, source) -> _StoredMap:
-    """``ResnetBlock2D`` without a time embedding, as ``(shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))))``."""
+def _splits_input(block: nn.Module, shape) -> bool:
+    """Whether ``block`` can write its hidden map and its output into its stored input's memory:
+    a supported block with a 1x1 shortcut whose input has at least twice its output's channels."""
+    return (
+        _resnet_supported(block)
+        and block.conv_shortcut is not None
+        and shape[1] >= 2 * block.conv1.out_channels
+    )
+
+
+def _resnet(block: ResnetBlock2D, source, spare: torch.Tensor | None = None) -> _StoredMap:
+    """``ResnetBlock2D`` without a time embedding, as ``(shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x)))))))``.
+
+    ``spare``: a free buffer the hidden map may use when its shape fits. The result's ``spare``
+    is the hidden map's buffer, free once the block has run.
+    """
     if not _resnet_supported(block):
         return _StoredMap(block(source.take()))
     like = source.tensor if isinstance(source, _StoredMap) else source.low
@@ -256,18 +287,33 @@ def _resnet(block: ResnetBlock2D, source) -> _StoredMap:
     affine1 = _norm_affine(block.norm1, source, like)
     shortcut = None if block.conv_shortcut is None else _params(block.conv_shortcut, like)
     out_channels = weight1.shape[0]
-    hidden = like.new_empty(batch, out_channels, height, width)
+    shape = (batch, out_channels, height, width)
     # The residual goes into the output buffer as the first pass reads each band; a stored input
-    # of the output's width is the output buffer itself.
+    # of the output's width is the output buffer itself, and a stored input of at least twice its
+    # width holds both the hidden map and the output (each band is read before it is overwritten,
+    # but for the row above the next band, kept aside).
     in_place = shortcut is None and isinstance(source, _StoredMap)
-    out = None if in_place else like.new_empty(batch, out_channels, height, width)
+    split = isinstance(source, _StoredMap) and _splits_input(block, source.shape)
+    if split:
+        hidden, out = source.tensor[:, :out_channels], source.tensor[:, out_channels : 2 * out_channels]
+    else:
+        fits = spare is not None and tuple(spare.shape) == shape and spare.dtype == like.dtype and spare.device == like.device
+        hidden = spare if fits else like.new_empty(shape)
+        out = None if in_place else like.new_empty(shape)
+    above = None  # split: the input row above the band, as it was before the previous band overwrote it
     for start, stop in _bands(source.shape):
         halo, first = _halo(source, start, stop)
-        hidden[:, :, start:stop] = _conv3x3_rows(halo, start, stop, height, weight1, bias1, affine1)
+        if above is not None:
+            halo = torch.cat([above, halo[:, :, 1:]], dim=2)
+        rows = _conv3x3_rows(halo, start, stop, height, weight1, bias1, affine1)
         if out is not None:
             middle = halo[:, :, start - first : stop - first]
-            out[:, :, start:stop] = middle if shortcut is None else F.conv2d(middle, *shortcut)
-    halo = middle = like = None  # views of the input: it is not needed any more
+            residual = middle if shortcut is None else F.conv2d(middle, *shortcut)
+            if split:
+                above = source.rows(stop - 1, stop).clone() if stop < height else None
+            out[:, :, start:stop] = residual
+        hidden[:, :, start:stop] = rows
+    halo = middle = residual = above = like = None  # views of the input: it is not needed any more
     if in_place:
         out = source.take()
     else:
@@ -280,7 +326,9 @@ def _resnet(block: ResnetBlock2D, source) -> _StoredMap:
         out[:, :, start:stop] += _conv3x3_rows(halo, start, stop, height, weight2, bias2, affine2)
     if block.output_scale_factor != 1.0:
         out.div_(block.output_scale_factor)
-    return _StoredMap(out)
+    result = _StoredMap(out)
+    result.spare = hidden
+    return result
 
 
 def _upsampler_supported(upsampler: nn.Module) -> bool:
@@ -328,12 +376,15 @@ def encode(encoder: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     if not _is_plain_conv(encoder.conv_in, 3):
         return encoder(pixels)
     source = _StoredMap(_conv3x3(_StoredMap(pixels), encoder.conv_in))
+    spare = None
     for block in encoder.down_blocks:
         for resnet in block.resnets:
-            source = _resnet(resnet, source)
+            source = _resnet(resnet, source, spare)
+            spare = getattr(source, "spare", None)
         for downsampler in block.downsamplers or ():
-            source = _StoredMap(_downsample(downsampler, source))
+            source, spare = _StoredMap(_downsample(downsampler, source)), None
     # At 1/8 of the resolution the rest is small: the stock modules.
+    spare = None
     hidden = encoder.mid_block(source.take())
     return encoder.conv_out(encoder.conv_act(encoder.conv_norm_out(hidden)))
 
@@ -343,18 +394,28 @@ def decode(decoder: nn.Module, latent: torch.Tensor) -> torch.Tensor:
     source = _StoredMap(decoder.mid_block(decoder.conv_in(latent), None))
     upsamples = sum(1 for block in decoder.up_blocks if block.upsamplers)
     batch, _, height, width = latent.shape
-    # The full-resolution map the last stage must hold anyway: anything larger is recomputed, not stored.
+    # The full-resolution map the last stage must hold anyway: anything larger is recomputed, not
+    # stored, unless the block that reads it can then keep its own two maps in its memory.
     largest_stored = batch * decoder.conv_out.in_channels * (height << upsamples) * (width << upsamples)
-    for block in decoder.up_blocks:
+    spare = None
+    blocks = list(decoder.up_blocks)
+    for index, block in enumerate(blocks):
         for resnet in block.resnets:
-            source = _resnet(resnet, source)
+            source = _resnet(resnet, source, spare)
+            spare = getattr(source, "spare", None)
         for upsampler in block.upsamplers or ():
+            spare = None
             if not _upsampler_supported(upsampler):
                 source = _StoredMap(upsampler(source.take()))
                 continue
             source = _UpsampledMap(source.take(), upsampler.conv)
-            if torch.Size(source.shape).numel() <= largest_stored:
-                source = _StoredMap(source.materialize())
+            reader = blocks[index + 1].resnets[0] if index + 1 < len(blocks) and blocks[index + 1].resnets else None
+            if reader is not None and _splits_input(reader, source.shape):
+                # computed once, its moments taken on the way; the reader then writes into it
+                source = source.materialize(groups=reader.norm1.num_groups)
+            elif torch.Size(source.shape).numel() <= largest_stored:
+                source = source.materialize()
+    spare = None
     head_supported = isinstance(decoder.conv_norm_out, nn.GroupNorm) and isinstance(decoder.conv_act, nn.SiLU)
     if not (head_supported and _is_plain_conv(decoder.conv_out, 3)):
         return decoder.conv_out(decoder.conv_act(decoder.conv_norm_out(source.take())))
