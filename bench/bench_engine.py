@@ -12,7 +12,8 @@ temporary safetensors file, then measures, each in a fresh subprocess so peaks d
   encoder kept and run on every call, the stock diffusers encoder and decoder, and attention as
   diffusers' classic processor computes it (materialised baddbmm scores, softmax, bmm).
 
-Prints one table: load seconds, seconds per image, peak RSS, and ours / reference ratios.
+Prints one table: load seconds, seconds per image, peak RSS, and ours / reference ratios, and
+the largest difference between the two alphas (same weights, same inputs, both float32).
 Times are wall-clock on this machine (noisy: compare the ratios, measured in the same run).
 A second table splits out our autoencoder's share of the pass (the two formulations run the
 same encoder convolutions), its multiply-adds (counted on the meta device) and the rate it
@@ -110,8 +111,9 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
 
 
-def measure(mode: str, checkpoint: str, size: int) -> dict:
-    """Runs in a child process: load, then one matting pass at size x size."""
+def measure(mode: str, checkpoint: str, size: int, alpha_path: str) -> dict:
+    """Runs in a child process: load, then one matting pass at size x size (its alpha saved to ``alpha_path``)."""
+    import numpy as np
     import torch
 
     engine = _import_engine()
@@ -123,7 +125,7 @@ def measure(mode: str, checkpoint: str, size: int) -> dict:
     load_seconds = time.perf_counter() - start
     load_rss = _peak_rss_gb()
 
-    image = torch.rand(1, 3, size, size)
+    image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))  # the same image in both children
     prompt = torch.zeros(1, 1, size, size)
     prompt[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
     coords = torch.tensor([[0.25, 0.25, 0.75, 0.75]])
@@ -132,6 +134,7 @@ def measure(mode: str, checkpoint: str, size: int) -> dict:
         alpha = _reference_forward(model, image, prompt, coords)
         seconds = time.perf_counter() - start
         assert alpha.shape == (1, 1, size, size) and torch.isfinite(alpha).all()
+        np.save(alpha_path, alpha.numpy())
         return {"load_s": load_seconds, "load_rss_gb": load_rss, "image_s": seconds, "peak_rss_gb": _peak_rss_gb()}
 
     autoencoder_seconds = _time_calls(model.vae, ("encode_scaled", "decode_matte"))
@@ -139,6 +142,7 @@ def measure(mode: str, checkpoint: str, size: int) -> dict:
     alpha = model(image, prompt, coords, "box", torch.tensor([False]))
     seconds = time.perf_counter() - start
     assert alpha.shape == (1, 1, size, size) and torch.isfinite(alpha).all()
+    np.save(alpha_path, alpha.numpy())
     first_peak, autoencoder = _peak_rss_gb(), sum(autoencoder_seconds)
     # Interactive use: a second box on the same image (its encoding is reused).
     prompt = torch.zeros(1, 1, size, size)
@@ -250,9 +254,9 @@ def _read_through(path: Path) -> None:
             pass
 
 
-def _child(mode: str, checkpoint: str, size: int) -> dict:
+def _child(mode: str, checkpoint: str, size: int, alpha_path: Path) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--child", mode, checkpoint, str(size)],
+        [sys.executable, __file__, "--child", mode, checkpoint, str(size), str(alpha_path)],
         capture_output=True, text=True, check=False,
     )
     if done.returncode != 0:
@@ -264,12 +268,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--keep", type=Path, help="reuse / keep the random checkpoint at this path")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, checkpoint, size = args.child
-        print(json.dumps(measure(mode, checkpoint, int(size))))
+        mode, checkpoint, size, alpha_path = args.child
+        print(json.dumps(measure(mode, checkpoint, int(size), alpha_path)))
         return
+    import numpy as np
 
     workdir = tempfile.TemporaryDirectory(prefix="promptmatte-bench-")
     checkpoint = args.keep or Path(workdir.name) / "sdmatte_random.safetensors"
@@ -281,19 +286,25 @@ def main() -> None:
     for size in args.sizes:
         # interleave the two modes so machine noise hits both alike
         rate = matmul_rate()
-        ours = _child("ours", str(checkpoint), size)
-        reference = _child("reference", str(checkpoint), size)
+        alphas = {mode: Path(workdir.name) / f"alpha_{mode}_{size}.npy" for mode in ("ours", "reference")}
+        ours = _child("ours", str(checkpoint), size, alphas["ours"])
+        reference = _child("reference", str(checkpoint), size, alphas["reference"])
+        # the same weights and inputs: how closely our alpha reproduces the reference formulation's
+        ours["alpha_max_abs"] = float(np.abs(np.load(alphas["ours"]) - np.load(alphas["reference"])).max())
         rows.append((size, ours, reference, rate, autoencoder_multiply_adds(size)))
         print(f"measured {size}: ours {ours} / reference {reference} / matmul {rate / 1e9:.1f} GMAC/s", flush=True)
 
     print()
-    print("| size | load s (ours / ref = ratio) | s per image (ours / ref = ratio) | peak RSS GB (ours / ref = ratio) |")
-    print("|---|---|---|---|")
+    print(
+        "| size | load s (ours / ref = ratio) | s per image (ours / ref = ratio) | peak RSS GB (ours / ref = ratio)"
+        " | alpha max-abs ours vs ref |"
+    )
+    print("|---|---|---|---|---|")
     for size, ours, ref, _, _ in rows:
         cells = [
             f"{ours[k]:.1f} / {ref[k]:.1f} = **{ours[k] / ref[k]:.2f}×**" for k in ("load_s", "image_s", "peak_rss_gb")
         ]
-        print(f"| {size}² | " + " | ".join(cells) + " |")
+        print(f"| {size}² | " + " | ".join(cells) + f" | {ours['alpha_max_abs']:.1e} |")
     print()
     print("| size | ours: autoencoder (2 encodings, 1 decoding) | its multiply-adds and rate | new prompt, same image |")
     print("|---|---|---|---|")
