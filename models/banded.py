@@ -120,6 +120,7 @@ class _StoredMap:
         self.tensor = tensor
         self.shape = tuple(tensor.shape)
         self.known_moments = moments or {}
+        self.splittable = False  # whether the block that reads it may write its own two maps into it
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         return self.tensor[:, :, start:stop]
@@ -293,7 +294,7 @@ def _resnet(block: ResnetBlock2D, source, spare: torch.Tensor | None = None) -> 
     # width holds both the hidden map and the output (each band is read before it is overwritten,
     # but for the row above the next band, kept aside).
     in_place = shortcut is None and isinstance(source, _StoredMap)
-    split = isinstance(source, _StoredMap) and _splits_input(block, source.shape)
+    split = isinstance(source, _StoredMap) and source.splittable and _splits_input(block, source.shape)
     if split:
         hidden, out = source.tensor[:, :out_channels], source.tensor[:, out_channels : 2 * out_channels]
     else:
@@ -410,11 +411,12 @@ def decode(decoder: nn.Module, latent: torch.Tensor) -> torch.Tensor:
                 continue
             source = _UpsampledMap(source.take(), upsampler.conv)
             reader = blocks[index + 1].resnets[0] if index + 1 < len(blocks) and blocks[index + 1].resnets else None
-            if reader is not None and _splits_input(reader, source.shape):
+            if torch.Size(source.shape).numel() <= largest_stored:
+                source = source.materialize()
+            elif reader is not None and _splits_input(reader, source.shape):
                 # computed once, its moments taken on the way; the reader then writes into it
                 source = source.materialize(groups=reader.norm1.num_groups)
-            elif torch.Size(source.shape).numel() <= largest_stored:
-                source = source.materialize()
+                source.splittable = True
     spare = None
     head_supported = isinstance(decoder.conv_norm_out, nn.GroupNorm) and isinstance(decoder.conv_act, nn.SiLU)
     if not (head_supported and _is_plain_conv(decoder.conv_out, 3)):

@@ -32,12 +32,19 @@ def _random_kl_vae(modules, widths=(32, 64, 64, 64)):
     return vae
 
 
+# The decoder's last upsampled map is wider than the last stage (which a banded decoder never
+# stores whole): 64 channels read by a block that halves them to 32 (computed once, into that
+# block's memory), or 96 read by a block that makes 64 of them (recomputed band by band).
+LAST_MAP_CASES = {"split": (32, 64, 64, 64), "recomputed": (64, 96, 96, 96)}
+
+
+@pytest.mark.parametrize("widths", list(LAST_MAP_CASES.values()), ids=list(LAST_MAP_CASES))
 @pytest.mark.parametrize("band_elements", [1 << 23, 3000], ids=["one-band", "many-bands"])
 @pytest.mark.parametrize("height, width", [(64, 64), (96, 40), (128, 200)])
-def test_banded_autoencoder_equals_the_stock_one(modules, monkeypatch, band_elements, height, width):
+def test_banded_autoencoder_equals_the_stock_one(modules, monkeypatch, band_elements, height, width, widths):
     """Same latents and decoded images as diffusers' own AutoencoderKL.encode / decode, batch of 2."""
     monkeypatch.setattr(modules["banded"], "BAND_ELEMENTS", band_elements)
-    vae = _random_kl_vae(modules)
+    vae = _random_kl_vae(modules, widths)
     pixels = torch.rand(2, 3, height, width)
     latent = torch.randn(2, 4, height // 8, width // 8)
     with torch.inference_mode():
@@ -166,9 +173,10 @@ def test_a_whole_pass_stays_on_the_models_device(pack, golden_dir, family, kind)
     assert alpha.device.type == "meta" and alpha.shape == (2, 1, 64, 96)
 
 
-def test_banded_autoencoder_stays_on_the_maps_device(modules):
-    """Every banded path, the recomputed upsampled map included, runs on a device that is not the CPU."""
-    vae = _random_kl_vae(modules).to("meta")  # widths (32, 64, ...): the 64-wide full-resolution map is recomputed
+@pytest.mark.parametrize("widths", list(LAST_MAP_CASES.values()), ids=list(LAST_MAP_CASES))
+def test_banded_autoencoder_stays_on_the_maps_device(modules, widths):
+    """Every banded path, both ways of handling the last upsampled map included, runs on a device that is not the CPU."""
+    vae = _random_kl_vae(modules, widths).to("meta")
     with torch.inference_mode():
         latent = vae.encode_scaled(torch.rand(1, 3, 64, 96, device="meta"))
         rgb = vae.decode_rgb(torch.randn(1, 4, 8, 12, device="meta"))

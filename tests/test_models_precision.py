@@ -156,13 +156,16 @@ def test_decoded_matte_is_as_exact_as_the_stock_decoder(engine, golden_dir):
     assert max(ours.values()) <= FACTOR * max(stock.values()), (ours, stock)
 
 
+@pytest.mark.parametrize("widths", [(32, 64, 64, 64), (64, 96, 96, 96)], ids=["split", "recomputed"])
 @pytest.mark.parametrize("band_elements", [None, 3000], ids=["default-bands", "many-bands"])
-def test_autoencoder_with_a_recomputed_upsampled_map_is_as_exact_as_the_stock_one(engine, monkeypatch, band_elements):
-    """A random KL autoencoder whose last upsampled map is wider than the output stage (64 vs 32
-    channels), so the decoder recomputes it band by band and pools its statistics over bands."""
+def test_autoencoder_with_a_wide_last_upsampled_map_is_as_exact_as_the_stock_one(engine, monkeypatch, band_elements, widths):
+    """A random KL autoencoder whose last upsampled map is wider than the output stage, so the
+    decoder never stores it as such: 64 channels read by a block that halves them (computed once,
+    statistics pooled over bands, into that block's memory), or 96 read by a block that makes 64
+    of them (recomputed band by band)."""
     if band_elements is not None:
         monkeypatch.setattr(engine.banded, "BAND_ELEMENTS", band_elements)
-    arch = engine.architecture.KLAutoencoderArchitecture(block_out_channels=(32, 64, 64, 64), layers_per_block=2, latent_channels=4)
+    arch = engine.architecture.KLAutoencoderArchitecture(block_out_channels=widths, layers_per_block=2, latent_channels=4)
     torch.manual_seed(0)
     vae = engine.autoencoder.build_autoencoder(arch).eval()
     with torch.no_grad():  # away from the default initialisation, so every layer matters
