@@ -17,6 +17,7 @@ more than half (we label, inside the region's bounding box).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -28,8 +29,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _metrics_module():
-    sys.path.insert(0, str(REPO.parent))
-    return importlib.import_module(f"{REPO.name}.matting.metrics")
+    """``matting.metrics`` from this checkout, its package loaded from its file (no sys.path edit)."""
+    spec = importlib.util.spec_from_file_location(
+        "promptmatte_matting", REPO / "matting" / "__init__.py", submodule_search_locations=[str(REPO / "matting")]
+    )
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["promptmatte_matting"] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module("promptmatte_matting.metrics")
 
 
 # ----------------------------------------------------------------------------- straightforward

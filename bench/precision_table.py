@@ -15,6 +15,7 @@ to the stored values (matmul accumulations may differ by kernel).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -25,8 +26,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _engine():
-    sys.path.insert(0, str(REPO.parent))
-    return importlib.import_module(f"{REPO.name}.models")
+    """The pack's ``models`` as package ``promptmatte_models`` from this checkout (no sys.path edit)."""
+    spec = importlib.util.spec_from_file_location(
+        "promptmatte_models", REPO / "models" / "__init__.py", submodule_search_locations=[str(REPO / "models")]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["promptmatte_models"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _cases(folder: Path):
