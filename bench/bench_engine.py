@@ -49,7 +49,7 @@ def _import_engine():
 
 
 def full_size_architecture(engine):
-    arch = importlib.import_module("promptmatte.architecture")
+    arch = importlib.import_module("promptmatte.sdmatte.architecture")
     unet = arch.UNetArchitecture(
         in_channels=8,
         out_channels=4,
@@ -83,8 +83,8 @@ def write_random_checkpoint(path: Path) -> int:
     from safetensors.torch import save_file
 
     engine = _import_engine()
-    matting_model = importlib.import_module("promptmatte.matting_model")
-    text = importlib.import_module("promptmatte.text")
+    matting_model = importlib.import_module("promptmatte.sdmatte.matting_model")
+    text = importlib.import_module("promptmatte.sdmatte.text")
     arch = full_size_architecture(engine)
     with torch.device("meta"):
         model = matting_model.MattingModel(arch)
@@ -179,7 +179,7 @@ def autoencoder_multiply_adds(size: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     engine = _import_engine()
-    autoencoder = importlib.import_module("promptmatte.autoencoder")
+    autoencoder = importlib.import_module("promptmatte.sdmatte.autoencoder")
     with torch.device("meta"):
         vae = autoencoder.build_autoencoder(full_size_architecture(engine).vae)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
@@ -207,9 +207,9 @@ def _reference_load(engine, checkpoint):
     import torch
     from safetensors.torch import load_file
 
-    architecture = importlib.import_module("promptmatte.architecture")
-    matting_model = importlib.import_module("promptmatte.matting_model")
-    text = importlib.import_module("promptmatte.text")
+    architecture = importlib.import_module("promptmatte.sdmatte.architecture")
+    matting_model = importlib.import_module("promptmatte.sdmatte.matting_model")
+    text = importlib.import_module("promptmatte.sdmatte.text")
     state = load_file(checkpoint)
     arch = architecture.infer_architecture({k: tuple(v.shape) for k, v in state.items()})
     model = matting_model.MattingModel(arch)
@@ -229,8 +229,8 @@ def _reference_forward(model, image, prompt, coords):
     materialised attention."""
     import torch
 
-    text = importlib.import_module("promptmatte.text")
-    attention = importlib.import_module("promptmatte.attention")
+    text = importlib.import_module("promptmatte.sdmatte.text")
+    attention = importlib.import_module("promptmatte.sdmatte.attention")
     vae = model.vae
     scale = vae.config.scaling_factor
 

@@ -11,9 +11,9 @@
 - A folder laid out like the authors' Hugging Face repos: ``unet/``, ``vae/``, ``text_encoder/``,
   each with its weights file (and a ``config.json``, read only for the text encoder's head count).
 
-Whatever the layout, the result is one flat dict with ``unet.``/``vae.``/``text_encoder.`` keys.
-``select_model_tensors`` then keeps the model's tensors and counts the known-harmless rest
-(other packs' and trainers' leftovers) for one log line.
+Whatever the layout, the result is one flat dict of tensors (for SDMatte: ``unet.``/``vae.``/
+``text_encoder.`` keys); each family then picks its model's tensors and names the rest in one
+log line (``describe_skipped``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import zipfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -30,10 +29,10 @@ from typing import Mapping
 import torch
 from safetensors import SafetensorError, safe_open
 
-from .architecture import COMPONENTS
 from .errors import CheckpointError
 
 PICKLE_SUFFIXES = (".pth", ".pt", ".ckpt", ".bin")
+PICKLE_ARCHIVE_SUFFIXES = (".pth.tar",)  # torch.save output under a tar-like name (SIM's classifier)
 NESTED_STATE_KEYS = ("model", "state_dict", "module")
 COMPONENT_WEIGHT_FILES = (
     "diffusion_pytorch_model.safetensors",
@@ -43,8 +42,8 @@ COMPONENT_WEIGHT_FILES = (
 )
 
 
-# Buffers some writers store and our modules rebuild: transformers < 4.31 saved CLIP's position ids.
-HARMLESS_COMPONENT_SUFFIXES = (".position_ids",)
+# The component folders of the SDMatte authors' Hugging Face layout, which is a file layout too.
+COMPONENTS = ("unet", "vae", "text_encoder")
 
 
 @dataclass
@@ -155,27 +154,6 @@ def unwrap_state_dict(loaded, name: str = "checkpoint") -> dict[str, torch.Tenso
     return _unwrap(loaded, name)[0]
 
 
-def select_model_tensors(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Counter]:
-    """The ``unet.``/``vae.``/``text_encoder.`` tensors of a checkpoint, and what was left out.
-
-    Left out: tensors under any other top-level name (optimizer or EMA leftovers, other packs'
-    extras), counted by that name, and buffers our modules rebuild (``position_ids``), counted by
-    component. Anything else inside a component stays, so an architecture mismatch is still an
-    error when the weights are assigned.
-    """
-    kept: dict[str, torch.Tensor] = {}
-    skipped: Counter = Counter()
-    for key, tensor in tensors.items():
-        prefix, _, rest = key.partition(".")
-        if prefix not in COMPONENTS or not rest:
-            skipped[f"{prefix}.*" if rest else key] += 1
-        elif key.endswith(HARMLESS_COMPONENT_SUFFIXES):
-            skipped[f"{prefix}.*{key[key.rfind('.'):]}"] += 1
-        else:
-            kept[key] = tensor
-    return kept, skipped
-
-
 def describe_skipped(skipped: Mapping[str, int], other_entries: tuple[str, ...] = ()) -> str:
     """'optimizer, iteration (entries beside the weights); ema.* (1200 tensors); ...' for one log line."""
     parts = []
@@ -190,10 +168,10 @@ def _read_file(path: Path, dtype: torch.dtype | None, prefix: str = "") -> Loade
         tensors, metadata = _read_safetensors(path, dtype, prefix)
         heads = metadata.get("text_encoder_heads")
         return LoadedWeights(tensors, int(heads) if heads else None, metadata, memory_mapped=True)
-    if path.suffix in PICKLE_SUFFIXES:
+    if path.suffix in PICKLE_SUFFIXES or path.name.endswith(PICKLE_ARCHIVE_SUFFIXES):
         return _read_pickle(path, dtype, prefix)
     raise CheckpointError(
-        f"{path.name}: unsupported file type {path.suffix!r}; use .safetensors, .pth, .pt or .ckpt"
+        f"{path.name}: unsupported file type {path.suffix!r}; use .safetensors, .pth, .pth.tar, .pt or .ckpt"
     )
 
 

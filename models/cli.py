@@ -8,10 +8,10 @@ import sys
 
 import torch
 
-from .architecture import infer_architecture
+from .sdmatte.architecture import infer_architecture
 from .checkpoint import read_weights
 from .errors import CheckpointError
-from .conversion import convert_checkpoint, init_from_sd2
+from .sdmatte.conversion import convert_checkpoint, init_from_sd2
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -76,9 +76,12 @@ class Family:
     recognises(shapes): True when the flat tensor names -> shapes of a checkpoint (after the
         usual unwrapping: ``state_dict``/``model`` nesting and ``module.`` stripped) are this
         family's. Must not read tensor values.
-    load(weights, *, source_name, device, dtype, find_companion): the model, built from
-        ``weights.tensors`` (lazy views of a file map when ``weights.memory_mapped``).
-        ``dtype`` None means the family's own default (float32).
+    load(weights, *, source, source_name, device, dtype, find_companion): the model, built
+        from ``weights.tensors`` (lazy views of a file map when ``weights.memory_mapped``) read
+        from ``source`` (a path or a state dict). ``dtype`` None means the family's own default
+        (float32). Accept and ignore options you have no use for (``**_``).
+    diagnose(shapes): optional; for a file no family recognises, what it looks like from this
+        family's point of view (e.g. "a Stable Diffusion 2 checkpoint ...") or None.
     """
 
     name: str  # "sdmatte", "mam", "aim", "sim", "semat"
@@ -88,6 +91,7 @@ class Family:
     recognises: Callable[[ShapeMap], bool]
     load: Callable[..., "torch.nn.Module"]
     companions: tuple[Companion, ...] = ()
+    diagnose: Callable[[ShapeMap], "str | None"] | None = None
 
 
 def find_required(family: Family, companion: Companion, find_companion: FindCompanion | None) -> str:

@@ -114,7 +114,8 @@ def _fp32_weight_bytes(path: str) -> int | None:
     """Size in fp32 of what goes to the GPU (UNet and autoencoder), from the file's tensor shapes."""
     if mm.is_device_cpu(mm.get_torch_device()):
         return None  # auto is fp32 on the CPU anyway: no need to look into the file
-    from ..models.checkpoint import read_weights, select_model_tensors  # noqa: PLC0415
+    from ..models.checkpoint import read_weights
+    from ..models.sdmatte.architecture import select_model_tensors  # noqa: PLC0415
 
     try:
         tensors, _ = select_model_tensors(read_weights(path).tensors)  # lazy views: nothing is read

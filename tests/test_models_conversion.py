@@ -23,7 +23,7 @@ def engine(pack):
 
 @pytest.fixture(scope="module")
 def conversion(engine):
-    return importlib.import_module(f"{engine.__name__}.conversion")
+    return importlib.import_module(f"{engine.__name__}.sdmatte.conversion")
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ def test_architecture_is_read_from_shapes(engine, golden_dir):
     """What the loader infers from tensor shapes agrees with each fixture's arch.json."""
     from safetensors import safe_open
 
-    infer = engine.architecture.infer_architecture
+    infer = engine.sdmatte.architecture.infer_architecture
     for name in GOLDEN_MODELS:
         expected = json.loads((golden_dir / name / "arch.json").read_text())
         with safe_open(str(golden_dir / name / "model.safetensors"), "pt") as f:
@@ -159,12 +159,12 @@ def test_leaving_out_silenced_keys_is_exact(golden_model, engine, golden_dir, mo
     for image, prompt, coords, kind, transparent in calls:
         args = (torch.from_numpy(image).double(), torch.from_numpy(prompt).double(), torch.from_numpy(coords).double())
         args += (kind, torch.tensor(transparent))
-        bias = engine.attention.prompt_attention_bias(args[1], torch.float64)
+        bias = engine.sdmatte.attention.prompt_attention_bias(args[1], torch.float64)
         tokens = bias[0, 0].numel()
-        kept, index = engine.attention.PromptKeys(bias, len(model.unet.down_blocks)).for_tokens(tokens)
+        kept, index = engine.sdmatte.attention.PromptKeys(bias, len(model.unet.down_blocks)).for_tokens(tokens)
         assert index is not None and kept.shape[-1] < tokens, kind  # keys are left out at the first level
         dropped = model(*args)
         with monkeypatch.context() as patch:
-            patch.setattr(engine.attention, "PRUNE_MARGIN", float("inf"))  # every key kept
+            patch.setattr(engine.sdmatte.attention, "PRUNE_MARGIN", float("inf"))  # every key kept
             every_key = model(*args)
         assert float((dropped - every_key).abs().max()) <= 1e-13, (kind, float((dropped - every_key).abs().max()))

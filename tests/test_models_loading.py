@@ -115,7 +115,7 @@ def test_text_encoder_is_not_part_of_the_compute_module(engine, golden_dir):
 def test_caption_without_comfyui_tokenizer_is_a_clear_error(engine, golden_dir, box_case, monkeypatch):
     import sys
 
-    text = importlib.import_module(engine.__name__ + ".text")
+    text = importlib.import_module(engine.__name__ + ".sdmatte.text")
     text._comfyui_tokenizer.cache_clear()
     monkeypatch.setitem(sys.modules, "comfy", None)  # as in a plain Python without ComfyUI
     model = engine.load_matting_model(golden_dir / GOLDEN / "model.safetensors")
@@ -128,7 +128,7 @@ def test_caption_without_comfyui_tokenizer_is_a_clear_error(engine, golden_dir, 
 def test_caption_tokens_follow_sd2(engine, comfy_path, monkeypatch):
     """With ComfyUI's vocabulary: BOS, the words, EOS, then "!" (id 0) padding to 77."""
     monkeypatch.syspath_prepend(str(comfy_path))
-    text = importlib.import_module(engine.__name__ + ".text")
+    text = importlib.import_module(engine.__name__ + ".sdmatte.text")
     ids = text.caption_token_ids("a cat", 77)[0].tolist()
     assert ids[:4] == [49406, 320, 2368, 49407]
     assert ids[4:] == [0] * 73
@@ -146,7 +146,7 @@ def test_non_square_inputs(engine, golden_dir):
 
 
 def test_token_grid_follows_strided_convs(engine):
-    attention = importlib.import_module(engine.__name__ + ".attention")
+    attention = importlib.import_module(engine.__name__ + ".sdmatte.attention")
     assert attention.token_grid((17, 9), 17 * 9) == (17, 9)
     assert attention.token_grid((17, 9), 9 * 5) == (9, 5)
     assert attention.token_grid((17, 9), 5 * 3) == (5, 3)

@@ -19,7 +19,8 @@ from safetensors.torch import save_file
 
 @pytest.fixture(scope="module")
 def modules(pack):
-    return {name: importlib.import_module(f"{pack.__name__}.models.{name}") for name in ("architecture", "autoencoder", "banded", "residency")}
+    sdmatte = {name: importlib.import_module(f"{pack.__name__}.models.sdmatte.{name}") for name in ("architecture", "autoencoder", "banded")}
+    return {**sdmatte, "residency": importlib.import_module(f"{pack.__name__}.models.residency")}
 
 
 def _random_kl_vae(modules, widths=(32, 64, 64, 64)):
@@ -60,9 +61,9 @@ def test_banded_autoencoder_equals_the_stock_one(modules, monkeypatch, band_elem
 _PEAK_SCRIPT = textwrap.dedent(
     """
     import importlib, json, re, torch
-    architecture = importlib.import_module("{pack}.models.architecture")
-    autoencoder = importlib.import_module("{pack}.models.autoencoder")
-    banded = importlib.import_module("{pack}.models.banded")
+    architecture = importlib.import_module("{pack}.models.sdmatte.architecture")
+    autoencoder = importlib.import_module("{pack}.models.sdmatte.autoencoder")
+    banded = importlib.import_module("{pack}.models.sdmatte.banded")
     banded.BAND_ELEMENTS = 1 << 18  # bands of 1 MB: what remains is the maps themselves
     arch = architecture.KLAutoencoderArchitecture(block_out_channels=(64, 128, 128, 128), layers_per_block=2, latent_channels=4)
     vae = autoencoder.build_autoencoder(arch).eval()

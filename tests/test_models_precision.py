@@ -70,7 +70,7 @@ def test_group_statistics_are_as_exact_as_torch_group_norm(pack):
 
     Yardstick: the statistics torch's own GroupNorm computes in float32 (``native_group_norm``).
     """
-    banded = importlib.import_module(f"{pack.__name__}.models.banded")
+    banded = importlib.import_module(f"{pack.__name__}.models.sdmatte.banded")
     generator = torch.Generator().manual_seed(0)
     groups = 32
     # 2**19 elements per group (a 1024² map has up to 2**22), far from zero mean (20 standard
@@ -97,7 +97,7 @@ def test_group_statistics_are_as_exact_as_torch_group_norm(pack):
 def test_encoder_latents_are_as_exact_as_the_stock_encoder(engine, golden_dir, monkeypatch, band_elements):
     """SDMatte's banded encoder (image and prompt maps) in float32 vs float64, against the stock encoder's error."""
     if band_elements is not None:
-        monkeypatch.setattr(engine.banded, "BAND_ELEMENTS", band_elements)
+        monkeypatch.setattr(engine.sdmatte.banded, "BAND_ELEMENTS", band_elements)
     model, model64, cases = _pair(engine, golden_dir, "sdmatte_tiny")
     ours, stock = {}, {}
     with torch.inference_mode():
@@ -119,7 +119,7 @@ def _unet_inputs(model64, cases, case):
 
 def _unet(engine, model, latents, prompt, coords, kind):
     dtype = model.dtype
-    bias = engine.attention.prompt_attention_bias(prompt.to(dtype), dtype) if kind != "trimap" else None
+    bias = engine.sdmatte.attention.prompt_attention_bias(prompt.to(dtype), dtype) if kind != "trimap" else None
     condition = model.unet.condition(torch.tensor([True]), coords.to(dtype), dtype)
     return model.unet(latents.to(dtype), condition, model.empty_caption, bias)
 
@@ -164,14 +164,14 @@ def test_autoencoder_with_a_wide_last_upsampled_map_is_as_exact_as_the_stock_one
     statistics pooled over bands, into that block's memory), or 96 read by a block that makes 64
     of them (recomputed band by band)."""
     if band_elements is not None:
-        monkeypatch.setattr(engine.banded, "BAND_ELEMENTS", band_elements)
-    arch = engine.architecture.KLAutoencoderArchitecture(block_out_channels=widths, layers_per_block=2, latent_channels=4)
+        monkeypatch.setattr(engine.sdmatte.banded, "BAND_ELEMENTS", band_elements)
+    arch = engine.sdmatte.architecture.KLAutoencoderArchitecture(block_out_channels=widths, layers_per_block=2, latent_channels=4)
     torch.manual_seed(0)
-    vae = engine.autoencoder.build_autoencoder(arch).eval()
+    vae = engine.sdmatte.autoencoder.build_autoencoder(arch).eval()
     with torch.no_grad():  # away from the default initialisation, so every layer matters
         for parameter in vae.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
-    vae64 = engine.autoencoder.build_autoencoder(arch).double().eval()
+    vae64 = engine.sdmatte.autoencoder.build_autoencoder(arch).double().eval()
     vae64.load_state_dict({key: value.double() for key, value in vae.state_dict().items()})
     pixels = {"random": torch.rand(1, 3, 128, 96), "ones": torch.ones(1, 3, 128, 96)}
     latent = torch.randn(1, 4, 16, 12, dtype=torch.float64) * 0.5

@@ -145,7 +145,7 @@ def test_misshapen_model_tensor_is_still_an_error(engine, golden_state):
 
 def _sizable_model() -> dict[str, torch.Tensor]:
     """A loadable SDMatte-layout model of ~160 MB (a wide text encoder carries most of it)."""
-    conversion = importlib.import_module(f"{_pack_name()}.models.conversion")
+    conversion = importlib.import_module(f"{_pack_name()}.models.sdmatte.conversion")
     state = tiny_sd2_state_dict(seed=5, text_width=768)
     unet = {k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")}
     state = {k: v for k, v in state.items() if not k.startswith("unet.")}

@@ -9,10 +9,14 @@ models are built on.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
 
 ShapeMap = Mapping[str, Sequence[int]]
 
@@ -258,3 +262,28 @@ def infer_architecture(shapes: ShapeMap, text_heads: int | None = None) -> Matti
             "the file is incomplete or from an unsupported model"
         ) from None
     return MattingArchitecture(family=family, unet=unet, vae=vae, text_encoder=text)
+
+
+# Buffers some writers store and our modules rebuild: transformers < 4.31 saved CLIP's position ids.
+HARMLESS_COMPONENT_SUFFIXES = (".position_ids",)
+
+
+def select_model_tensors(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Counter]:
+    """The ``unet.``/``vae.``/``text_encoder.`` tensors of a checkpoint, and what was left out.
+
+    Left out: tensors under any other top-level name (optimizer or EMA leftovers, other packs'
+    extras), counted by that name, and buffers our modules rebuild (``position_ids``), counted by
+    component. Anything else inside a component stays, so an architecture mismatch is still an
+    error when the weights are assigned.
+    """
+    kept: dict[str, torch.Tensor] = {}
+    skipped: Counter = Counter()
+    for key, tensor in tensors.items():
+        prefix, _, rest = key.partition(".")
+        if prefix not in COMPONENTS or not rest:
+            skipped[f"{prefix}.*" if rest else key] += 1
+        elif key.endswith(HARMLESS_COMPONENT_SUFFIXES):
+            skipped[f"{prefix}.*{key[key.rfind('.'):]}"] += 1
+        else:
+            kept[key] = tensor
+    return kept, skipped

@@ -7,21 +7,23 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..family import KINDS
+from ..residency import release_mapped_pages
 from .architecture import NUM_POINT_COORDS, MattingArchitecture
 from .attention import MaterializedAttnProcessor, PromptBiasAttnProcessor, prompt_attention_bias
 from .autoencoder import build_autoencoder
 from .banded import BAND_ELEMENTS
 from .latent_cache import LatentCache
-from .residency import release_mapped_pages
 from .text import CaptionEmbedder
 from .unet import MattingUNet
 
-KINDS = ("point", "box", "mask", "trimap", "auto")
 MASKED_KINDS = ("point", "box", "mask")  # trimap and automatic prompts attend everywhere
 LATENT_STRIDE = 8
 
 
 class MattingModel(nn.Module):
+    works_at_input_size = False  # the pipeline resizes to the working resolution (multiples of 8)
+
     """``alpha = model(image, prompt_map, coords, kind, transparent, caption=None)``.
 
     Submodules ``unet`` and ``vae`` carry the checkpoint's ``unet.``/``vae.`` tensors. The caption
@@ -34,6 +36,7 @@ class MattingModel(nn.Module):
         super().__init__()
         self.arch = arch
         self.family = arch.family
+        self.prompt_kinds = KINDS
         self.unet = MattingUNet(arch.unet)
         self.vae = build_autoencoder(arch.vae)
         self.captions = captions

@@ -22,8 +22,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .architecture import NUM_POINT_COORDS, infer_architecture
-from .checkpoint import read_weights, select_model_tensors
-from .errors import CheckpointError
+from ..checkpoint import read_weights
+from .architecture import select_model_tensors
+from ..errors import CheckpointError
 
 POINT_FREQUENCIES = 84  # sinusoid width per click coordinate: 20 x 84 = 1680 inputs
 BOX_FREQUENCIES = 320  # sinusoid width per box coordinate: 4 x 320 = 1280 inputs

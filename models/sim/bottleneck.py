@@ -1,0 +1,52 @@
+"""The ResNet bottleneck block both SIM networks are built from (torchvision's key layout).
+
+The stride sits on the 3x3 convolution (ResNet "v1.5"/"v1c" placement), as in both of the
+authors' ResNets. Keys: ``conv1``/``bn1`` (1x1 reduce), ``conv2``/``bn2`` (3x3), ``conv3``/``bn3``
+(1x1 expand to 4x), ``downsample.0``/``downsample.1`` (1x1 projection of the shortcut).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EXPANSION = 4
+
+
+class Bottleneck(nn.Module):
+    """(B, in_channels, H, W) -> (B, 4 * planes, H / stride, W / stride)."""
+
+    def __init__(self, in_channels: int, planes: int, stride: int = 1, dilation: int = 1, project_shortcut: bool = False):
+        super().__init__()
+        out_channels = planes * EXPANSION
+        self.conv1 = nn.Conv2d(in_channels, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
+            if project_shortcut
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out.add_(shortcut))
+
+
+def residual_stage(in_channels: int, planes: int, blocks: int, stride: int = 1, first_dilation: int = 1, dilation: int = 1) -> nn.Sequential:
+    """``blocks`` bottlenecks; the first changes width (and stride), the others keep it.
+
+    A dilated stage (SIM's encoder, output stride 8) keeps stride 1 and widens its 3x3
+    convolutions instead: ``first_dilation`` for the first block, ``dilation`` for the rest.
+    """
+    out_channels = planes * EXPANSION
+    layers = [Bottleneck(in_channels, planes, stride, first_dilation, project_shortcut=stride != 1 or in_channels != out_channels)]
+    layers += [Bottleneck(out_channels, planes, 1, dilation) for _ in range(blocks - 1)]
+    return nn.Sequential(*layers)
