@@ -1,0 +1,154 @@
+"""Matting Anything (Li et al., 2023): SAM's mask and features refined into an alpha matte.
+
+One forward, as the authors' ``sam_m2m.forward_inference`` and their demo's post-processing:
+
+1. SAM's preprocessing: 8-bit pixels, PIL bilinear resize of the longest side to 1024,
+   normalisation in 0-255 units, zero padding to 1024² (``models/sam/transforms.py``);
+2. SAM's image encoder -> embedding (B, 256, 64, 64); per image its prompt (all clicks as one
+   positive multi-point prompt, or a box) -> three masks, the one with the highest predicted IoU
+   kept, binarised at 256² (M2M's guide) and at the input size (the "post" mask);
+3. the M2M module -> alphas at output strides 8, 4, 1 (1024²), cropped to the resized image and
+   resized bilinearly to the input size;
+4. ``fusion.fuse_alphas``: SAM's mask outside its bounding box, OS8 inside, OS4 then OS1 in the
+   uncertain bands.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..sam import SamModel
+from ..sam.transforms import scale_boxes, scale_coords
+from .fusion import fuse_alphas
+from .network import MaskToMatte
+
+PROMPT_KINDS = ("point", "box", "mask")
+MAX_CLICKS = 10
+
+
+def click_count(coords: torch.Tensor) -> int:
+    """Clicks in one (20,) row: the first always counts; trailing (0, 0) pairs are padding."""
+    nonzero = (coords.reshape(-1, 2) != 0).any(dim=1).nonzero()
+    return max(1, int(nonzero.max()) + 1) if nonzero.numel() else 1
+
+
+class MattingAnything(nn.Module):
+    family = "mam"
+    prompt_kinds = PROMPT_KINDS
+    works_at_input_size = True
+
+    def __init__(self, sam: SamModel, m2m: MaskToMatte, sam_size: str = "vit_b"):
+        super().__init__()
+        self.sam = sam
+        self.m2m = m2m
+        self.sam_size = sam_size  # "vit_b" / "vit_l" / "vit_h" / "custom": the SAM file paired with M2M
+
+    @property
+    def device(self) -> torch.device:
+        return self.sam.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.sam.dtype
+
+    def _check(self, image, prompt_map, coords, kind) -> None:
+        if kind not in PROMPT_KINDS:
+            raise ValueError(
+                f"Matting Anything takes a point, box or mask prompt, not {kind!r} "
+                "(a trimap or no prompt needs another family)"
+            )
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be an RGB batch (B, 3, H, W), got shape {tuple(image.shape)}")
+        width = 2 * MAX_CLICKS if kind == "point" else 4
+        if coords.dim() != 2 or coords.shape != (image.shape[0], width):
+            raise ValueError(
+                f"coords for a {kind} prompt must be (B, {width}) for B = {image.shape[0]} images, "
+                f"got {tuple(coords.shape)}"
+            )
+        if kind != "point" and not bool(((coords[:, 2:] >= coords[:, :2]).all())):
+            raise ValueError("a box or mask prompt's coords must be [x1/W, y1/H, x2/W, y2/H] with x2 >= x1 and y2 >= y1")
+
+    def _prompt(self, coords: torch.Tensor, kind: str, size: tuple[int, int]) -> dict:
+        """One image's normalised coords -> SAM's prompt in resized-image pixels (batch of one).
+
+        A mask prompt is its bounding box (SAM's mask input is not what MAM was trained with).
+        """
+        height, width = size
+        if kind == "point":
+            count = click_count(coords)
+            pixels = coords[: 2 * count].double().reshape(1, count, 2) * torch.tensor([width, height], dtype=torch.float64, device=coords.device)
+            points = scale_coords(pixels, size, self.sam.config.image_size)
+            return {"point_coords": points, "point_labels": torch.ones(1, count, device=coords.device)}
+        pixels = coords.double().reshape(1, 4) * torch.tensor([width, height] * 2, dtype=torch.float64, device=coords.device)
+        return {"boxes": scale_boxes(pixels, size, self.sam.config.image_size)}
+
+    def forward(self, image, prompt_map, coords, kind, transparent=None, caption=None):
+        """image (B, 3, H, W) RGB in [0, 1]; coords (B, 20) clicks for "point", else (B, 4) a box
+        ([x1/W, y1/H, x2/W, y2/H]; a mask's bounding box for "mask") -> alpha (B, 1, H, W) in [0, 1].
+
+        ``prompt_map``, ``transparent`` and ``caption`` are not used (the mask's box is in coords).
+        """
+        self._check(image, prompt_map, coords, kind)
+        with torch.inference_mode():
+            batch, _, height, width = image.shape
+            encoder_input, resized = self.sam.preprocess(image)
+            embeddings = self.sam.image_encoder(encoder_input)
+            coords = coords.to(self.device)
+            guides, posts = [], []
+            for n in range(batch):
+                guidance = self.sam.guidance_masks(embeddings[n : n + 1], resized, (height, width), **self._prompt(coords[n], kind, (height, width)))
+                guides.append(guidance.guide)
+                posts.append(guidance.post)
+            alphas = self.m2m(embeddings, encoder_input, torch.cat(guides).to(self.m2m_dtype))
+            del embeddings, encoder_input
+            # The padded square's alphas: crop the resized image, back to the input size.
+            at_input = {
+                name: F.interpolate(a[..., : resized[0], : resized[1]].float(), (height, width), mode="bilinear", align_corners=False)
+                for name, a in alphas.items()
+            }
+            alpha = fuse_alphas(torch.cat(posts).float(), at_input["os8"], at_input["os4"], at_input["os1"])
+        return alpha.to(image.device)
+
+    @property
+    def m2m_dtype(self) -> torch.dtype:
+        return self.m2m.bn1.weight.dtype
+
+    def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
+        """Working memory of one forward at (height, width), weights excluded (a reasoned bound).
+
+        The largest of the passes that do not overlap in time, plus what lives across them:
+        - SAM's encoder: ``sam_encoder_bytes`` (token maps and one chunk of attention logits);
+        - M2M at 1024²: about five full-resolution maps of its 32 channels alive at once
+          (conv1's output, its batch norm and activation, the OS1 head's hidden maps) per image;
+        - the fusion at the input size: some ten float maps per image.
+        Live throughout: the encoder input (3 x 1024²) and embedding per image.
+        """
+        element = torch.finfo(self.dtype).bits // 8
+        side = self.sam.config.image_size
+        pixels = side * side
+        persistent = batch * (3 * pixels + self.sam.config.out_chans * self.sam.config.grid_size**2) * element
+        encoder = sam_encoder_bytes(self.sam.config, batch, element)
+        m2m_config = self.m2m.config
+        m2m = batch * 5 * max(m2m_config.full_resolution_channels, m2m_config.head_channels) * pixels * element
+        m2m += batch * 3 * pixels * 4  # the three alphas
+        fusion = batch * 10 * height * width * 4 + batch * 3 * pixels * 4
+        # PIL's resize copies: the uint8 image, its resized copy.
+        resize = batch * 3 * (height * width + pixels)
+        return int(persistent + max(encoder, m2m, fusion) + resize)
+
+
+def sam_encoder_bytes(config, batch: int, element: int) -> int:
+    """SAM's ViT at its input size: the token map, its MLP's hidden map, qkv, one attention chunk.
+
+    Global blocks attend in query chunks of ``ATTENTION_QUERY_CHUNK`` rows: the relative-position
+    bias and the logits of one chunk are (heads, chunk, tokens) each.
+    """
+    from ..sam.image_encoder import ATTENTION_QUERY_CHUNK
+
+    tokens = config.grid_size**2
+    token_maps = tokens * config.embed_dim * (3 + 3 + config.mlp_ratio)  # x, its norm, attention out; qkv; MLP
+    chunk = min(ATTENTION_QUERY_CHUNK, tokens)
+    attention = 3 * config.num_heads * chunk * tokens  # bias, logits, softmax
+    return int(batch * (token_maps + attention) * element)
