@@ -96,7 +96,7 @@ def model(sam, checkpoint_module, checkpoint_path):
 
 def image_tensor(name: str) -> torch.Tensor:
     """The golden PNG as the pipeline hands it over: (1, 3, H, W) float in [0, 1] (value / 255)."""
-    pixels = np.asarray(Image.open(GOLDEN / f"image_{name}.png").convert("RGB"))
+    pixels = np.array(Image.open(GOLDEN / f"image_{name}.png").convert("RGB"))
     return torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
 
 
@@ -271,3 +271,26 @@ def test_missing_and_misshapen_tensors_are_named(sam, manifest):
 def test_bad_image_gets_a_clear_error(model):
     with pytest.raises(ValueError, match=r"RGB image batch \(B, 3, H, W\)"):
         model.preprocess(torch.zeros(1, 4, 32, 32))
+
+
+@pytest.mark.parametrize("prompt", ["box", "point"])
+def test_matting_anything_guidance_masks(sam, model, small_embedding, prompt):
+    """guidance_masks gives the masks of Matting Anything's forward_m2m_inference (its vendored SAM)."""
+    transforms = importlib.import_module(sam.__name__ + ".transforms")
+    golden = np.load(GOLDEN / "mam_guidance.npz")
+    embedding, input_size = small_embedding
+    original = (150, 220)
+    if prompt == "box":
+        kwargs = {"boxes": transforms.scale_boxes(torch.from_numpy(golden["box"]).double(), original)[None]}
+    else:
+        kwargs = {"point_coords": torch.from_numpy(golden["point_input"])[None], "point_labels": torch.ones(1, 1)}
+    with torch.inference_mode():
+        guidance = model.guidance_masks(embedding, input_size, original, **kwargs)
+    for name, ours in (("guide", guidance.guide), ("post", guidance.post)):
+        shape = tuple(golden[f"{prompt}__{name}_shape"])
+        theirs = np.unpackbits(golden[f"{prompt}__{name}"])[: int(np.prod(shape))].reshape(shape)
+        assert tuple(ours.shape) == shape
+        assert set(torch.unique(ours).tolist()) <= {0.0, 1.0}
+        assert np.array_equal(ours.numpy().astype(np.uint8), theirs)
+    assert guidance.low_res_logits.shape == (1, 3, 256, 256)
+    assert int(guidance.best_index[0]) == int(guidance.iou_predictions[0].argmax())

@@ -149,14 +149,59 @@ def make_image(seed: int, height: int, width: int) -> np.ndarray:
     return image
 
 
+def make_mam_guidance(sam: Sam) -> None:
+    """Matting Anything's vendored SAM (its segment-anything/ folder on PYTHONPATH instead):
+    ``Sam.forward_m2m_inference`` on the small image, with the sample dict built as its
+    inference_benchmark.py builds it (apply_image, apply_boxes, normalise, pad), box and point."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    transform = ResizeLongestSide(1024)
+    image = np.asarray(Image.open(OUT / "image_small.png").convert("RGB"))
+    original_size = image.shape[:2]
+    resized = torch.as_tensor(transform.apply_image(image)).permute(2, 0, 1).contiguous()
+    bbox = transform.apply_boxes(np.array([30, 20, 190, 130]), original_size)
+    point = np.array([[(bbox[0][0] + bbox[0][2]) / 2, (bbox[0][1] + bbox[0][3]) / 2]])
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+    normalised = (resized - mean) / std
+    h, w = normalised.shape[-2:]
+    padded = torch.nn.functional.pad(normalised, (0, 1024 - w, 0, 1024 - h))
+    arrays = {"box": np.array([30, 20, 190, 130]), "point_input": point.astype(np.float32)}
+    base = {"image": padded[None], "ori_shape": original_size, "pad_shape": (h, w)}
+    for name, extra in (
+        ("box", {"bbox": torch.as_tensor(bbox, dtype=torch.float)[None]}),
+        ("point", {"point": torch.as_tensor(point, dtype=torch.float)[None], "label": torch.ones(1, 1)}),
+    ):
+        _, guide, post = sam.forward_m2m_inference(dict(base, **extra), multimask_output=True)
+        arrays[f"{name}__guide"] = np.packbits(guide.numpy().astype(bool))
+        arrays[f"{name}__guide_shape"] = np.array(guide.shape)
+        arrays[f"{name}__post"] = np.packbits(post.numpy().astype(bool))
+        arrays[f"{name}__post_shape"] = np.array(post.shape)
+    np.savez_compressed(OUT / "mam_guidance.npz", **arrays)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commit", required=True, help="the authors' segment-anything commit used")
+    parser.add_argument(
+        "--variant",
+        choices=("official", "mam"),
+        default="official",
+        help="official: facebookresearch/segment-anything on PYTHONPATH; mam: SHI-Labs/Matting-Anything's segment-anything/",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     OUT.mkdir(parents=True, exist_ok=True)
 
     sam = build_tiny()
+    if args.variant == "mam":
+        manifest = json.loads((OUT / "manifest.json").read_text())
+        state = fill_state_dict({k: tuple(s) for k, s, _ in manifest["tensors"]})
+        assert digest(state) == manifest["sha256"]
+        sam.load_state_dict(state, strict=True)
+        make_mam_guidance(sam)
+        return
+
     shapes = {k: tuple(v.shape) for k, v in sam.state_dict().items()}
     state = fill_state_dict(shapes)
     sam.load_state_dict(state, strict=True)

@@ -4,7 +4,7 @@
 from .config import SamConfig, read_sam_config
 from .image_encoder import SamImageEncoder
 from .mask_decoder import SamDecoderOutput, SamMaskDecoder
-from .model import OFFICIAL_CONFIGS, SAM_FILE_NAMES, SamModel, build_sam, looks_like_sam, size_name
+from .model import OFFICIAL_CONFIGS, SAM_FILE_NAMES, SamGuidance, SamModel, build_sam, looks_like_sam, size_name
 from .prompt_encoder import SamPromptEncoder
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "SamDecoderOutput",
     "SamImageEncoder",
     "SamMaskDecoder",
+    "SamGuidance",
     "SamModel",
     "SamPromptEncoder",
     "build_sam",

@@ -7,6 +7,7 @@ allocated twice and memory-mapped tensors stay lazy.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping
 
 import torch
@@ -55,6 +56,18 @@ def size_name(config: SamConfig) -> str:
     return next((name for name, official in OFFICIAL_CONFIGS.items() if official == config), "custom")
 
 
+@dataclass
+class SamGuidance:
+    """Per prompt: guide (B, 1, 256, 256) and post (B, 1, H, W) masks of 0 / 1 (see ``guidance_masks``),
+    the three masks' low-res logits (B, 3, 256, 256), their IoU predictions (B, 3), the index kept (B,)."""
+
+    guide: torch.Tensor
+    post: torch.Tensor
+    low_res_logits: torch.Tensor
+    iou_predictions: torch.Tensor
+    best_index: torch.Tensor
+
+
 class SamModel(nn.Module):
     """Image encoder, prompt encoder and mask decoder, with SAM's pixel statistics.
 
@@ -80,6 +93,33 @@ class SamModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.mask_decoder.iou_token.weight.dtype
+
+    def inference_memory_bytes(self, batch: int, height: int, width: int, prompts_per_image: int = 1) -> int:
+        """Working memory of preprocess + encoder + one decoder pass at (height, width), weights excluded.
+
+        Reasoned from the largest tensors alive at once (``e`` bytes per element, T one image's
+        tokens, 64 * 64 * embed_dim * e):
+        - encoder MLP: the block input and its residual (2T), the hidden layer and its GELU (8T);
+        - encoder attention (global blocks dominate): qkv (3T), the output (T), the norm and
+          residual (2T), and per query chunk the relative-position bias plus the attention
+          scores and their softmax (3 x heads x chunk x 4096 x e);
+        - input: the uint8 image, its resized copy, the float normalised and padded input (x2);
+        - decoder: the upscaled features and masks per prompt, and the masks at full size.
+        """
+        from .image_encoder import ATTENTION_QUERY_CHUNK
+
+        c = self.config
+        e = torch.finfo(self.dtype).bits // 8
+        tokens = c.grid_size**2 * c.embed_dim * e
+        chunk = min(ATTENTION_QUERY_CHUNK, c.grid_size**2)
+        attention = 6 * tokens + 3 * c.num_heads * chunk * c.grid_size**2 * e
+        mlp = (2 + 2 * c.mlp_ratio) * tokens
+        encoder = batch * max(attention, mlp)
+        side = c.image_size
+        inputs = batch * (3 * height * width * (1 + 4) + 3 * side * side * (1 + 2 * e))
+        upscaled = (4 * c.grid_size) ** 2 * (c.prompt_embed_dim // 8 + c.num_mask_tokens) * e
+        decoder = batch * prompts_per_image * (2 * upscaled + side * side * e + 2 * height * width * e)
+        return int(encoder + inputs + decoder)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """(h, w) of an image of (height, width) after the longest-side resize (before padding)."""
@@ -131,6 +171,38 @@ class SamModel(nn.Module):
     def postprocess_masks(self, masks: torch.Tensor, input_size, original_size) -> torch.Tensor:
         """(B, M, 256, 256) -> (B, M, H, W) logits (see ``transforms.postprocess_masks``)."""
         return postprocess_masks(masks, input_size, original_size, self.config.image_size)
+
+    def guidance_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+    ) -> SamGuidance:
+        """The masks Matting Anything's M2M module is guided by (its ``forward_m2m_inference``).
+
+        Three masks per prompt (``multimask_output=True``); per prompt the one with the highest
+        predicted IoU (first on ties) is kept, as low-res logits and upscaled to the original
+        size, each made 0 / 1 by ``logit > 0``. The M2M module then reads ``guide`` with the
+        image embedding and the normalised, padded encoder input.
+        """
+        low_res, iou = self.predict(image_embeddings, point_coords, point_labels, boxes, multimask_output=True)
+        best = iou.argmax(dim=1)
+        rows = torch.arange(low_res.shape[0], device=low_res.device)
+        best_low_res = low_res[rows, best][:, None]
+        # The authors upscale all three maps and then pick one; interpolation works map by map,
+        # so upscaling only the kept one gives the same values.
+        upscaled = self.postprocess_masks(best_low_res, input_size, original_size)
+        threshold = self.mask_threshold
+        return SamGuidance(
+            guide=(best_low_res > threshold).to(low_res.dtype),
+            post=(upscaled > threshold).to(low_res.dtype),
+            low_res_logits=low_res,
+            iou_predictions=iou,
+            best_index=best,
+        )
 
 
 def build_sam(
