@@ -283,6 +283,21 @@ def main() -> None:
         if name == "point1":
             arrays[f"{name}__mask_logits"] = masks.astype(np.float32)
 
+    # A mask prompt: point1's best low-res logits fed back with another click (SAM's refinement).
+    mask_input = arrays["point1__low_res_logits"][int(np.argmax(arrays["point1__iou"]))][None]
+    masks, iou, low_res = predictor.predict(
+        point_coords=np.array([[60.0, 100.0]]),
+        point_labels=np.array([1]),
+        mask_input=mask_input,
+        multimask_output=False,
+        return_logits=True,
+    )
+    arrays["point_mask__point_coords"] = np.array([[60.0, 100.0]])
+    arrays["point_mask__point_labels"] = np.array([1])
+    arrays["point_mask__multimask_output"] = np.array(False)
+    arrays["point_mask__low_res_logits_sub2"] = low_res[:, ::2, ::2].astype(np.float32).copy()
+    arrays["point_mask__iou"] = iou.astype(np.float32)
+
     # Batched boxes through predict_torch, transformed with the torch path as its docs say.
     boxes = torch.tensor([[30.0, 20.0, 190.0, 130.0], [10.0, 10.0, 100.0, 90.0]])
     boxes_input = predictor.transform.apply_boxes_torch(boxes, images["small"].shape[:2])

@@ -81,7 +81,7 @@ def _shape(shapes: Mapping[str, tuple], key: str) -> tuple:
 
 
 def _count(shapes: Mapping[str, tuple], pattern: str) -> int:
-    """How many consecutive indices ``i`` have some key matching ``pattern.format(i)``-style prefix."""
+    """How many consecutive indices 0, 1, ... have keys starting ``{pattern}{i}.`` (ModuleList length)."""
     indices = set()
     regex = re.compile(re.escape(pattern) + r"(\d+)\.")
     for key in shapes:
@@ -107,6 +107,8 @@ def read_sam_config(shapes: Mapping[str, tuple], prefix: str = "") -> SamConfig:
     if patch_h != patch_w:
         raise CheckpointError(f"not a Segment Anything checkpoint: non-square patches {patch_h}x{patch_w}")
     _, grid_h, grid_w, _ = _shape(shapes, enc + "pos_embed")
+    if grid_h != grid_w:
+        raise CheckpointError(f"not a Segment Anything checkpoint: non-square position grid {grid_h}x{grid_w}")
     depth = _count(shapes, enc + "blocks.")
     if depth == 0:
         raise CheckpointError(f"not a Segment Anything checkpoint: it has no {enc}blocks.0.* tensors")

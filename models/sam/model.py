@@ -101,8 +101,9 @@ class SamModel(nn.Module):
         tokens, 64 * 64 * embed_dim * e):
         - encoder MLP: the block input and its residual (2T), the hidden layer and its GELU (8T);
         - encoder attention (global blocks dominate): qkv (3T), the output (T), the norm and
-          residual (2T), and per query chunk the relative-position bias plus the attention
-          scores and their softmax (3 x heads x chunk x 4096 x e);
+          residual (2T), and per query chunk the relative-position bias and one more map of
+          its size (2 x heads x chunk x 4096 x e: torch's CPU attention works in blocks and
+          does not keep the whole score matrix, measured);
         - input: the uint8 image, its resized copy, the float normalised and padded input (x2);
         - decoder: the upscaled features and masks per prompt, and the masks at full size.
         """
@@ -112,7 +113,7 @@ class SamModel(nn.Module):
         e = torch.finfo(self.dtype).bits // 8
         tokens = c.grid_size**2 * c.embed_dim * e
         chunk = min(ATTENTION_QUERY_CHUNK, c.grid_size**2)
-        attention = 6 * tokens + 3 * c.num_heads * chunk * c.grid_size**2 * e
+        attention = 6 * tokens + 2 * c.num_heads * chunk * c.grid_size**2 * e
         mlp = (2 + 2 * c.mlp_ratio) * tokens
         encoder = batch * max(attention, mlp)
         side = c.image_size
