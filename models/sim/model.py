@@ -45,6 +45,10 @@ class SIMModel(nn.Module):
         self.decoder = SIMDecoder(config)
         self.classifier = SIMClassifier(classifier_config)
         self.last_semantic_classes: torch.Tensor | None = None
+        # Set to keep each forward's whole semantic trimap in ``last_semantic_maps`` (a list of
+        # (1, 20, H, W), None for a trimap without unknown pixels): 80 MB per megapixel.
+        self.keep_semantic_maps = False
+        self.last_semantic_maps: list | None = None
 
     @property
     def device(self) -> torch.device:
@@ -68,12 +72,14 @@ class SIMModel(nn.Module):
                 f"got {tuple(prompt_map.shape)}"
             )
 
-    def matte_one(self, image: torch.Tensor, trimap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(1, 3, H, W) RGB in [0, 1] + (1, 1, H, W) trimap 0 / 128 / 255 -> alpha (1, 1, H, W), classes (1, H, W)."""
+    def matte_one(self, image: torch.Tensor, trimap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(1, 3, H, W) RGB in [0, 1] + (1, 1, H, W) trimap 0 / 128 / 255 -> alpha (1, 1, H, W),
+        classes (1, H, W) and the semantic trimap (1, 20, H, W) (None without unknown pixels)."""
         height, width = image.shape[-2:]
         unknown = trimap == UNKNOWN
         if not bool(unknown.any()):  # nothing to estimate (the authors' output would be the trimap too)
-            return (trimap / 255.0).to(image.dtype), torch.full((1, height, width), -1, dtype=torch.long, device=image.device)
+            no_classes = torch.full((1, height, width), -1, dtype=torch.long, device=image.device)
+            return (trimap / 255.0).to(image.dtype), no_classes, None
         image = pad_bottom_right(image)
         trimap = pad_bottom_right(trimap)
         image_normalised = normalise(image)
@@ -85,8 +91,9 @@ class SIMModel(nn.Module):
         alpha = self.decoder(features, image_normalised, image, planes)
         del features
         alpha = torch.where(trimap == BACKGROUND, 0.0, torch.where(trimap == FOREGROUND, 1.0, alpha))
-        classes = torch.where(unknown, semantic[..., :height, :width].argmax(dim=1, keepdim=True), -1)[:, 0]
-        return alpha[..., :height, :width], classes
+        semantic = semantic[..., :height, :width]
+        classes = torch.where(unknown, semantic.argmax(dim=1, keepdim=True), -1)[:, 0]
+        return alpha[..., :height, :width], classes, semantic
 
     def forward(self, image, prompt_map, coords=None, kind="trimap", transparent=None, caption=None) -> torch.Tensor:
         """(B, 3, H, W) RGB in [0, 1] + (B, 1, H, W) trimap 0 / 0.5 / 1 -> alpha (B, 1, H, W) in [0, 1].
@@ -98,34 +105,43 @@ class SIMModel(nn.Module):
             source_device = image.device
             image = image.to(self.device, self.dtype)
             trimap = trimap_in_authors_units(prompt_map.to(self.device)).to(self.dtype)
-            alphas, classes = [], []
+            alphas, classes, maps = [], [], []
             for index in range(image.shape[0]):
-                alpha, semantic_classes = self.matte_one(image[index : index + 1], trimap[index : index + 1])
+                alpha, semantic_classes, semantic = self.matte_one(image[index : index + 1], trimap[index : index + 1])
                 alphas.append(alpha)
                 classes.append(semantic_classes)
+                maps.append(semantic if self.keep_semantic_maps else None)
+                del semantic
             self.last_semantic_classes = torch.cat(classes).to(source_device)
+            self.last_semantic_maps = maps if self.keep_semantic_maps else None
             return torch.cat(alphas).float().to(source_device)
 
     def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
         """Working memory of one forward at (height, width), weights excluded.
 
-        Images run one at a time, so the batch only adds its inputs and outputs. The peak is in
-        the matting network at 1/8 scale (see ``_per_image_bytes``).
+        Images run one at a time, so the batch only adds its inputs and outputs; the rest is one
+        image's peak (``per_image_bytes``) on the padded size.
         """
         element = torch.finfo(self.dtype).bits // 8
         per_batch = batch * height * width * (3 + 1 + 1 + 2) * 4  # inputs, alpha, classes (int64 = 2 floats)
-        return int(per_batch + _per_image_bytes(padded_size(height), padded_size(width), element))
+        return int(per_batch + per_image_bytes(self.config, padded_size(height), padded_size(width), element))
 
 
-def _per_image_bytes(height: int, width: int, element: int) -> float:
-    """Peak working memory of ``matte_one`` on a padded (height, width) image (calibrated below)."""
+def per_image_bytes(config: SIMMattingConfig, height: int, width: int, element: int) -> float:
+    """Peak working memory of ``matte_one`` on a padded (height, width) image.
+
+    Full-size maps alive at the decoder's last step: the semantic sum, its normalised copy and
+    the window count (20 + 20 + 1), image and normalised copy (3 + 3), trimap, planes and
+    clicks (1 + 2 + 6), the encoder's 11-channel input, the 72-channel input of the alpha head
+    and its 32- and 16-channel maps (with a LeakyReLU copy each). At 1/8 scale, the largest
+    moment is the ASPP: layer4's 2048 channels, its 5 branches and their concatenation
+    (2 x 5 x aspp), the projection, the (2048 + aspp) input of conv_up1 and its 256-channel
+    output; at 1/4 and 1/2 the decoder's concatenations (512 and 384 channels) and convolutions.
+    """
     full = height * width
-    eighth = full / 64
-    # Full-size maps alive together: the semantic sum and map (20 + 20), image and normalised
-    # copy (3 + 3), trimap planes and clicks (2 + 6), the encoder's 11-channel input and the
-    # decoder's 72-channel last input with its 32- and 16-channel convolutions.
-    full_channels = 20 + 20 + 3 + 3 + 2 + 6 + 11 + 72 + 32 + 16
-    # At 1/8: layer4's 2048 channels, the ASPP's five 256-channel branches, their 1280-channel
-    # concatenation, the 2304-channel input of conv_up1 and a bottleneck's inner maps.
-    eighth_channels = 2048 + 5 * 256 + 1280 + 256 + 2304 + 2048 + 512
-    return element * (full * full_channels + eighth * eighth_channels)
+    full_channels = 20 + 20 + 1 + 3 + 3 + 1 + 2 + 6 + 11 + 72 + 2 * 32 + 2 * 16
+    aspp = config.aspp_channels
+    eighth_channels = 2048 + 2 * 5 * aspp + aspp + (2048 + aspp) + 2 * 256
+    quarter_channels = 512 + 256 + 256  # concatenation with layer1, conv_up2's output and activation
+    half_channels = 384 + 64 + 64
+    return element * full * (full_channels + eighth_channels / 64 + quarter_channels / 16 + half_channels / 4)

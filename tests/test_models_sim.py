@@ -1,0 +1,319 @@
+"""SIM (models/sim): the authors' run() reproduced on golden cases, its files, its errors.
+
+The golden cases (tests/golden/sim, made by tools/make_sim_golden.py) are the authors' own
+inference path run with random weights in a reduced configuration (one block per ResNet stage,
+ASPP branches of 32 channels). Both weight files are rebuilt here from manifest.json by the fill
+rule written down in tests/golden/sim/README.md, in the released files' layouts and names.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+GOLDEN = Path(__file__).resolve().parent / "golden" / "sim"
+TOLERANCE = 3e-5
+MATTING_FILE, CLASSIFIER_FILE = "ckpt_best.pth", "classifier_resnet50_best.pth.tar"
+
+
+# ----------------------------------------------------------------------------- the golden files
+
+
+def _standardised_fan_in(shapes: dict, key: str) -> int:
+    module, _, _ = key.rpartition(".")
+    parent, _, index = module.rpartition(".")
+    conv = f"{parent}.{int(index) - 1}.weight" if index.isdigit() else ""
+    if key.startswith("decoder.") and conv in shapes and len(shapes[conv]) == 4:
+        return math.prod(shapes[conv][1:])
+    return 1
+
+
+def _fill(tensors: dict, seed: int) -> dict[str, torch.Tensor]:
+    """The fill rule of tests/golden/sim/README.md (same as tools/make_sim_golden.py)."""
+    shapes = {key: tuple(entry["shape"]) for key, entry in tensors.items()}
+    out = {}
+    for index, key in enumerate(sorted(tensors)):
+        shape, dtype = shapes[key], tensors[key]["dtype"]
+        generator = torch.Generator().manual_seed(seed * 100000 + index)
+        if not dtype.startswith("torch.float"):
+            out[key] = torch.zeros(shape, dtype=getattr(torch, dtype.split(".")[1]))
+        elif key.endswith("running_var"):
+            out[key] = (0.5 + torch.rand(shape, generator=generator)) * _standardised_fan_in(shapes, key)
+        elif key.endswith("running_mean"):
+            out[key] = 0.1 * torch.randn(shape, generator=generator)
+        elif len(shape) == 1 and key.endswith("weight"):
+            out[key] = 1 + 0.1 * torch.randn(shape, generator=generator)
+        elif key.endswith("bias"):
+            out[key] = 0.1 * torch.randn(shape, generator=generator)
+        else:
+            out[key] = torch.randn(shape, generator=generator) * math.sqrt(2.0 / math.prod(shape[1:]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def sim(pack):
+    return importlib.import_module(f"{pack.__name__}.models.sim")
+
+
+@pytest.fixture(scope="module")
+def engine(pack):
+    return {name: importlib.import_module(f"{pack.__name__}.models.{name}") for name in ("checkpoint", "errors", "family")}
+
+
+@pytest.fixture(scope="module")
+def golden_files(tmp_path_factory):
+    """Both weight files as the authors released them (names, nesting, prefixes), rebuilt."""
+    manifest = json.loads((GOLDEN / "manifest.json").read_text())
+    folder = tmp_path_factory.mktemp("sim")
+    for name in (MATTING_FILE, CLASSIFIER_FILE):
+        entry = manifest[name]
+        state = _fill(entry["tensors"], entry["seed"])
+        for key, tensor in state.items():  # the rule still draws the numbers the generator drew
+            assert float(tensor.double().sum()) == pytest.approx(entry["tensors"][key]["sum"], rel=1e-9, abs=1e-9), key
+        prefix = entry["state_dict_prefix"]
+        torch.save({**entry["entries"], "state_dict": {prefix + k: v for k, v in state.items()}}, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model(sim, engine, golden_files):
+    weights = engine["checkpoint"].read_weights(golden_files / MATTING_FILE)
+    loaded = sim.FAMILY.load(
+        weights,
+        source=golden_files / MATTING_FILE,
+        source_name=MATTING_FILE,
+        device="cpu",
+        dtype=None,
+        find_companion={sim.CLASSIFIER: golden_files / CLASSIFIER_FILE}.get,
+    )
+    loaded.keep_semantic_maps = True
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def golden():
+    return np.load(GOLDEN / "outputs.npz")
+
+
+def _case(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 3, H, W) RGB in [0, 1] and (1, 1, H, W) trimap in our units 0 / 0.5 / 1."""
+    rgb = np.array(Image.open(GOLDEN / "inputs" / f"{name}.png").convert("RGB"))
+    trimap = np.array(Image.open(GOLDEN / "inputs" / f"{name}_trimap.png"))
+    assert set(np.unique(trimap)) <= {0, 128, 255}
+    ours = np.select([trimap == 0, trimap == 255], [0.0, 1.0], 0.5).astype(np.float32)
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255, torch.from_numpy(ours)[None, None]
+
+
+def _run(model, names: list[str]) -> torch.Tensor:
+    cases = [_case(name) for name in names]
+    image = torch.cat([c[0] for c in cases])
+    trimap = torch.cat([c[1] for c in cases])
+    coords = torch.zeros(len(names), 4)
+    return model(image, trimap, coords, "trimap", torch.zeros(len(names), dtype=torch.bool))
+
+
+def _check_case(model, golden, name: str, index: int, alpha: torch.Tensor) -> None:
+    expected = torch.from_numpy(golden[f"{name}.alpha"])
+    assert alpha.shape[-2:] == expected.shape
+    assert float((alpha[index, 0] - expected).abs().max()) <= TOLERANCE, name
+    if f"{name}.classes" not in golden:
+        assert bool((model.last_semantic_classes[index] == -1).all())
+        return
+    classes = model.last_semantic_classes[index].numpy()
+    assert np.array_equal(classes, golden[f"{name}.classes"].astype(np.int64)), name
+    semantic = model.last_semantic_maps[index][0]
+    rows, cols = torch.from_numpy(golden[f"{name}.samples"]).unbind(1)
+    assert float((semantic[:, rows, cols].T - torch.from_numpy(golden[f"{name}.semantic_at"])).abs().max()) <= TOLERANCE
+    sums = semantic.double().sum(dim=(1, 2))
+    assert torch.allclose(sums, torch.from_numpy(golden[f"{name}.semantic_sum"]), rtol=1e-5, atol=1e-3), name
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+@pytest.mark.parametrize("name", ["medium", "wide", "no_unknown"])
+def test_single_image_matches_the_authors_run(model, golden, name):
+    """Alpha within 3e-5 of the authors' run(); the semantic trimap and its classes as theirs.
+
+    medium (347 x 413): 320 windows tile, the 800-window pass sees only the bottom-right crop;
+    wide (61 x 850): the 800 windows tile along x; no_unknown: the trimap itself comes back.
+    """
+    alpha = _run(model, [name])
+    assert alpha.dtype == torch.float32 and alpha.shape[:2] == (1, 1)
+    _check_case(model, golden, name, 0, alpha)
+
+
+def test_batch_matches_the_authors_run_image_by_image(model, golden):
+    """A batch of two images (under 320 px: both window passes read a crop) = two runs of theirs."""
+    alpha = _run(model, ["small", "small_b"])
+    assert alpha.shape == (2, 1, 130, 150)
+    _check_case(model, golden, "small", 0, alpha)
+    _check_case(model, golden, "small_b", 1, alpha)
+    unknown = _case("small")[1][0, 0] == 0.5
+    inside = alpha[0, 0][unknown]
+    assert float(((inside > 0) & (inside < 1)).float().mean()) > 0.2  # the comparison is not all clamps
+
+
+def test_click_maps_and_padding_match_opencv(sim, golden):
+    """SciPy's exact distance transform and our mirrored padding give the authors' click maps."""
+    inputs = importlib.import_module(f"{sim.__name__}.inputs")
+    for name in ("medium", "wide"):
+        trimap = inputs.trimap_in_authors_units(_case(name)[1])
+        padded = inputs.pad_bottom_right(trimap)
+        assert padded.shape[-2:] == tuple((s // 8 + 1) * 8 for s in trimap.shape[-2:])
+        clicks = inputs.click_maps(inputs.trimap_planes(padded))[0]
+        rows, cols = torch.from_numpy(golden[f"{name}.samples"]).unbind(1)
+        assert float((clicks[:, rows, cols].T - torch.from_numpy(golden[f"{name}.clicks_at"])).abs().max()) <= 1e-6
+
+
+def test_padding_mirrors_with_the_edge_repeated(sim):
+    """OpenCV's BORDER_REFLECT (abc|cba), also when the pad is longer than the image."""
+    inputs = importlib.import_module(f"{sim.__name__}.inputs")
+    row = torch.arange(3.0).view(1, 1, 1, 3)
+    assert inputs.pad_bottom_right(row)[0, 0, 0].tolist() == [0, 1, 2, 2, 1, 0, 0, 1]
+    assert inputs.pad_bottom_right(torch.zeros(1, 1, 16, 8)).shape[-2:] == (24, 16)  # a multiple still gains 8
+
+
+def test_windows_follow_the_authors_slices(sim):
+    """Windows step by half, end flush, and a window larger than the image reads its last part."""
+    semantic = importlib.import_module(f"{sim.__name__}.semantic")
+    assert semantic.window_ranges(1000, 320) == [(0, 320), (160, 480), (320, 640), (480, 800), (640, 960), (680, 1000)]
+    assert semantic.window_ranges(800, 800) == [(0, 800)]
+    assert semantic.window_ranges(600, 800) == [(400, 600)]  # the slice [-200:600]
+    assert semantic.window_ranges(300, 800) == [(0, 300)]  # [-500:300] starts before 0: everything
+    assert semantic.window_ranges(416, 320) == [(0, 320), (96, 416)]
+
+
+def test_trimap_levels_map_to_the_authors_units(sim):
+    inputs = importlib.import_module(f"{sim.__name__}.inputs")
+    ours = torch.tensor([0.0, 0.1, 0.5, 0.6, 1.0, 0.9]).view(1, 1, 1, 6)
+    assert inputs.trimap_in_authors_units(ours).flatten().tolist() == [0, 0, 128, 128, 255, 255]
+
+
+# ----------------------------------------------------------------------------- files and errors
+
+
+def test_released_layout_is_recognised_and_read_from_shapes(sim, engine):
+    """The released files' names and shapes (ResNet-50 blocks, ASPP 256) build SIM's network exactly."""
+    full = json.loads((GOLDEN / "full_manifest.json").read_text())
+    matting = {k: tuple(v) for k, v in full[MATTING_FILE].items()}
+    classifier = {k.removeprefix("module."): tuple(v) for k, v in full[CLASSIFIER_FILE].items()}
+    assert matting["encoder.conv1_side.weight"] == (64, 20, 7, 7) and classifier["fc.weight"] == (20, 2048)
+    assert sim.FAMILY.recognises(matting)
+    assert not sim.FAMILY.recognises(classifier)
+    assert "ckpt_best.pth" in sim.FAMILY.diagnose(classifier)
+    config_module = importlib.import_module(f"{sim.__name__}.config")
+    config = config_module.SIMMattingConfig.from_shapes(matting)
+    classifier_config = config_module.SIMClassifierConfig.from_shapes(classifier)
+    assert (config.blocks, config.aspp_channels, config.input_channels) == ((3, 4, 6, 3), 256, 11)
+    assert (classifier_config.blocks, classifier_config.num_classes, classifier_config.input_channels) == ((3, 4, 6, 3), 20, 4)
+    model_module = importlib.import_module(f"{sim.__name__}.model")
+    with torch.device("meta"):
+        built = model_module.SIMModel(config, classifier_config)
+    ours = {k: tuple(v.shape) for k, v in built.state_dict().items()}
+    training_only = ("decoder.conv_up4_fb.", "decoder.conv_up4_attn.")
+    theirs = {k: v for k, v in matting.items() if not k.startswith(training_only)}
+    theirs |= {"classifier." + k: v for k, v in classifier.items()}
+    assert ours == theirs
+
+
+def test_the_pack_loader_picks_sim_and_its_classifier(pack, sim, golden_files, model):
+    """``load_matting_model`` on ckpt_best.pth: SIM, with the classifier found beside it."""
+    models = importlib.import_module(f"{pack.__name__}.models")
+    loaded = models.load_matting_model(golden_files / MATTING_FILE, find_companion={sim.CLASSIFIER: golden_files / CLASSIFIER_FILE}.get)
+    assert loaded.family == "sim" and isinstance(loaded, type(model))
+    assert torch.equal(loaded.classifier.fc.weight, model.classifier.fc.weight)
+    with pytest.raises(models.CheckpointError, match="ckpt_best.pth"):  # the classifier alone: what to load instead
+        models.load_matting_model(golden_files / CLASSIFIER_FILE)
+
+
+def test_missing_classifier_names_the_file_and_folder(sim, engine, golden_files):
+    weights = engine["checkpoint"].read_weights(golden_files / MATTING_FILE)
+    with pytest.raises(engine["family"].MissingCompanionError) as caught:
+        sim.FAMILY.load(weights, source_name=MATTING_FILE, device="cpu", dtype=None, find_companion=lambda companion: None)
+    assert caught.value.companion.role == "classifier"
+    assert CLASSIFIER_FILE in str(caught.value) and "models/matting/" in str(caught.value)
+
+
+def test_a_wrong_file_as_classifier_is_a_clear_error(sim, engine, golden_files, tmp_path):
+    weights = engine["checkpoint"].read_weights(golden_files / MATTING_FILE)
+    truncated = tmp_path / CLASSIFIER_FILE
+    truncated.write_bytes((golden_files / CLASSIFIER_FILE).read_bytes()[:5000])
+    for wrong in (golden_files / MATTING_FILE, truncated):
+        with pytest.raises(engine["errors"].CheckpointError):
+            sim.FAMILY.load(weights, source_name=MATTING_FILE, device="cpu", dtype=None, find_companion=lambda c, w=wrong: w)
+
+
+def test_other_prompts_are_refused_with_what_to_use(model):
+    image, trimap = torch.rand(1, 3, 16, 16), torch.full((1, 1, 16, 16), 0.5)
+    for kind in ("mask", "point", "box", "auto"):
+        with pytest.raises(ValueError, match="Matte Prompt: Trimap"):
+            model(image, trimap, torch.zeros(1, 4), kind, torch.zeros(1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="trimap must be"):
+        model(image, trimap[:, :, :8], torch.zeros(1, 4), "trimap", torch.zeros(1, dtype=torch.bool))
+
+
+def test_model_answers_the_family_interface(sim, model):
+    assert (model.family, model.prompt_kinds, model.works_at_input_size) == ("sim", ("trimap",), True)
+    assert model.device == torch.device("cpu") and model.dtype == torch.float32
+    assert sim.FAMILY.companions == (sim.CLASSIFIER,) and sim.FAMILY.prompt_kinds == ("trimap",)
+    assert len(sim.CLASS_NAMES) == len(set(sim.CLASS_COLOURS)) == 20
+    assert sim.CLASS_NAMES[4:6] == ("hair_easy", "hair_hard")
+    classes = torch.tensor([[[-1, 4], [19, 0]]])
+    preview = sim.class_preview(classes)
+    assert preview.shape == (1, 2, 2, 3)
+    assert preview[0, 0, 0].tolist() == [0, 0, 0]
+    assert preview[0, 0, 1].tolist() == pytest.approx([c / 255 for c in sim.CLASS_COLOURS[4]])
+
+
+_PEAK_SCRIPT = textwrap.dedent(
+    """
+    import importlib, json, re, sys, torch
+    sim = importlib.import_module("{pack}.models.sim")
+    checkpoint = importlib.import_module("{pack}.models.checkpoint")
+    folder = sys.argv[1]
+    weights = checkpoint.read_weights(folder + "/ckpt_best.pth")
+    model = sim.FAMILY.load(weights, source_name="ckpt_best.pth", device="cpu", dtype=None,
+                            find_companion=lambda companion: folder + "/classifier_resnet50_best.pth.tar")
+    def rss(key):
+        return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+    def run(height, width):
+        image = torch.rand(1, 3, height, width)
+        trimap = torch.zeros(1, 1, height, width)
+        trimap[..., height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 0.5
+        trimap[..., 3 * height // 8: 5 * height // 8, 3 * width // 8: 5 * width // 8] = 1.0
+        model(image, trimap, torch.zeros(1, 4), "trimap", torch.zeros(1, dtype=torch.bool))
+    torch.set_num_threads(2)
+    run(64, 64)  # warm-up: weights paged in, allocator arenas and kernel caches
+    peaks = []
+    for _ in range(2):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # restart the peak (VmHWM) from the current resident size
+        before = rss("VmRSS")
+        run({height}, {width})
+        peaks.append(rss("VmHWM") - before)
+    print(json.dumps({{"peak": min(peaks), "estimate": model.inference_memory_bytes(1, {height}, {width})}}))
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc: Linux only")
+def test_memory_estimate_is_within_2x_of_the_measured_peak(pack, golden_files):
+    height, width = 256, 320
+    script = _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width)
+    holder = Path(pack.__path__[0]).parent
+    done = subprocess.run([sys.executable, "-c", script, str(golden_files)], capture_output=True, text=True, cwd=str(holder))
+    assert done.returncode == 0, done.stderr[-2000:]
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    assert measured["estimate"] / 2 <= measured["peak"] <= measured["estimate"] * 2, measured
