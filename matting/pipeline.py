@@ -168,6 +168,7 @@ def matte(
     merge_objects: bool = False,
     chunk_size: int = 1,
     on_item: Callable[[int, int], None] | None = None,
+    at_input_size: bool = False,
 ) -> torch.Tensor:
     """Alpha mattes (N, H, W) float32 in [0, 1] for ComfyUI images (B, H, W, 3) in [0, 1].
 
@@ -178,6 +179,9 @@ def matte(
     maximum, if ``merge_objects``).
     ``transparent``: one flag for all, or one per (image, prompt) item.
     ``on_item(done, total)`` is called after every model call with the items done so far.
+    ``at_input_size``: for families that resize, pad and normalise as their authors do inside
+    the model (all but SDMatte): each image (or crop) goes to ``model_fn`` at its own size, and
+    ``resolution`` and ``resize`` are not used.
     """
     images = _check_images(images)
     b, height, width, _ = images.shape
@@ -210,13 +214,13 @@ def matte(
         validate_for_image(prompt, height, width)
         p = prompt.scaled_to(height, width)
         if focus == "crop":
-            box = crop_box(p, height, width, margin, square=(resize == "stretch"))
+            box = crop_box(p, height, width, margin, square=(resize == "stretch" and not at_input_size))
         else:
             box = (0, 0, width, height)
         x0, y0, x1, y1 = box
         if box != (0, 0, width, height):
             p = p.cropped(x0, y0, x1, y1)
-        ws = working_size(y1 - y0, x1 - x0, resolution, resize)
+        ws = (y1 - y0, x1 - x0) if at_input_size else working_size(y1 - y0, x1 - x0, resolution, resize)
         jobs.append((k, bi, p, box, ws, model_kind(p.kind)))
 
     groups: dict = {}

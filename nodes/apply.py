@@ -1,4 +1,4 @@
-"""SDMatte Matting: model + image (+ prompt) -> alpha MASK (1 = foreground)."""
+"""Matting: model (any family) + image (+ prompt) -> alpha MASK (1 = foreground)."""
 
 from __future__ import annotations
 
@@ -39,9 +39,45 @@ def _memory_bytes(net, batch: int, height: int, width: int) -> int:
     return int(batch * height * width * 40 * 1024)
 
 
+# How a user makes each prompt kind, for the message that refuses a kind the model cannot take.
+MAKE_PROMPT = {
+    "point": "clicks: the 'Matte Prompt Editor' or 'Matte Prompt: Points'",
+    "box": "a box: the 'Matte Prompt Editor' or 'Matte Prompt: Box' (a detector's box, e.g. GroundingDINO's, "
+           "feeds it too)",
+    "mask": "a mask: 'Matte Prompt: Mask' fed by a segmentation node (e.g. a SAM node turns clicks or a box "
+            "into a mask)",
+    "trimap": "a trimap: 'Matte Prompt: Trimap' (turns a rough mask, e.g. from a SAM node, into a trimap)",
+    "auto": "no prompt: disconnect the prompt input (automatic matting)",
+}
+KIND_NAMES = {"point": "points", "box": "a box", "mask": "a mask", "trimap": "a trimap", "auto": "no prompt"}
+
+
+def family_title(net) -> str:
+    from ..models import families  # noqa: PLC0415  (cheap: family descriptions, no networks)
+
+    titles = {family.name: family.title for family in families()}
+    return titles.get(getattr(net, "family", ""), getattr(net, "family", "this model"))
+
+
+def refuse_unsupported_kinds(net, prompts) -> None:
+    """Before any computing: a prompt kind the loaded family cannot take is an error that names
+    what it takes and how to make that."""
+    accepted = tuple(getattr(net, "prompt_kinds", ()))
+    given = [p.kind for p in (prompts or [])] or ["auto"]
+    wrong = [kind for kind in dict.fromkeys(given) if kind not in accepted]
+    if not wrong:
+        return
+    takes = " or ".join(KIND_NAMES[kind] for kind in accepted)
+    how = "; ".join(MAKE_PROMPT[kind] for kind in accepted)
+    raise PromptError(f"{family_title(net)} cannot matte with {KIND_NAMES.get(wrong[0], wrong[0])}: it takes "
+                      f"{takes}. Give it {how}.")
+
+
 def run_matting(patcher, image, prompts, *, transparent, resolution, resize, focus, margin,
                 caption, merge_objects) -> torch.Tensor:
     net = network(patcher)
+    refuse_unsupported_kinds(net, prompts)
+    at_input_size = bool(getattr(net, "works_at_input_size", False))
     n_items = max(int(image.shape[0]), len(prompts or []))
     # On a GPU a few items per call run faster than one by one; on the CPU they do not, and one
     # item per call gives the finest progress and interrupts.
@@ -50,9 +86,11 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
     # (net.inference_memory_bytes) of the activations of one forward pass over `chunk` items at the
     # largest working size, resolution × resolution (keep-aspect and crops are never larger): VAE
     # encoder/decoder feature maps at full size plus UNet activations and attention at 1/8 size.
-    make_resident(patcher, _memory_bytes(net, chunk, resolution, resolution))
+    # Families that work at the input size are asked about the input size.
+    height, width = (int(image.shape[1]), int(image.shape[2])) if at_input_size else (resolution, resolution)
+    make_resident(patcher, _memory_bytes(net, chunk, height, width))
     free = mm.get_free_memory(patcher.load_device)
-    while chunk > 1 and _memory_bytes(net, chunk, resolution, resolution) > free:
+    while chunk > 1 and _memory_bytes(net, chunk, height, width) > free:
         chunk //= 2  # long batches run in chunks that fit in what is free now
 
     text = caption or ""
@@ -71,7 +109,7 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
     # device and returns the chunk's alpha there, so a long video batch never sits in VRAM.
     alpha = matte(model_fn, image.to(mm.intermediate_device()), prompts, resolution=resolution,
                   resize=resize, focus=focus, margin=margin, transparent=transparent,
-                  merge_objects=merge_objects, chunk_size=chunk, on_item=on_item)
+                  merge_objects=merge_objects, chunk_size=chunk, on_item=on_item, at_input_size=at_input_size)
     if torch.isnan(alpha).any():
         raise PromptError("the model produced NaN alpha values (a numeric overflow); load the model "
                           "with precision fp32 or bf16")
@@ -98,25 +136,30 @@ class PromptMatteApply(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="PromptMatteApply",
-            display_name="SDMatte Matting",
+            display_name="Matting",
             category=CATEGORY,
-            description="Computes an alpha matte with SDMatte / LiteSDMatte, guided by a prompt or automatic.",
+            description=("Computes an alpha matte with the loaded model (SDMatte, LiteSDMatte, MAM, SEMat, SIM "
+                         "or AIM), guided by a prompt or automatic. A prompt kind the model cannot take is "
+                         "refused before computing, with what it takes."),
             inputs=[
-                MatteModelType.Input("model", tooltip="From 'Load SDMatte Model'."),
+                MatteModelType.Input("model", tooltip="From 'Load Matting Model'."),
                 io.Image.Input("image", tooltip="RGB image(s) to matte (an RGBA image must be made RGB first)."),
                 MattePromptType.Input("prompt", optional=True,
                                   tooltip="Points, box, mask or trimap prompt. Not connected: automatic "
-                                          "(the model picks the salient subject). The released weights "
-                                          "were trained with points, boxes and masks; trimap and automatic "
-                                          "run the authors' code path without that guarantee."),
+                                          "(the model picks the salient subject). Each family takes its "
+                                          "own kinds: SDMatte all (trained with points, boxes and masks); "
+                                          "MAM points, a box or a mask (its box); SEMat a box or none; "
+                                          "SIM a trimap; AIM none."),
                 io.Boolean.Input("transparent", default=False,
-                                 tooltip="On for see-through subjects (glass, smoke, veils): the model's "
-                                         "transparency flag."),
+                                 tooltip="On for see-through subjects (glass, smoke, veils): SDMatte's "
+                                         "transparency flag (other families have none)."),
                 io.Int.Input("resolution", default=1024, min=64, max=4096, step=64,
-                             tooltip="Working size in pixels (multiple of 64). The authors use 1024."),
+                             tooltip="SDMatte's working size in pixels (multiple of 64). The authors use "
+                                     "1024. Other families resize as their authors do (MAM, SEMat: long "
+                                     "side 1024; AIM, SIM: their own rules) and ignore it."),
                 io.Combo.Input("resize", options=list(RESIZE), default="stretch (as the authors)",
-                               tooltip="stretch: squash the image to resolution × resolution as the authors "
-                                       "do. keep aspect: longer side = resolution."),
+                               tooltip="SDMatte only. stretch: squash the image to resolution × resolution "
+                                       "as the authors do. keep aspect: longer side = resolution."),
                 io.Combo.Input("focus", options=list(FOCUS), default="whole image",
                                tooltip="crop to prompt: matte a crop around the points / box / mask at full "
                                        "working resolution (finer edges on small subjects), the rest is 0."),
@@ -127,8 +170,8 @@ class PromptMatteApply(io.ComfyNode):
                                  tooltip="One image with several prompts: on = one alpha, the union of the "
                                          "objects; off = one alpha per prompt."),
                 io.String.Input("caption", optional=True, default="", multiline=False,
-                                tooltip="Optional text describing the subject (the model was trained with "
-                                        "an empty caption)."),
+                                tooltip="SDMatte only: optional text describing the subject (the model was "
+                                        "trained with an empty caption)."),
             ],
             outputs=[io.Mask.Output(display_name="alpha", tooltip=ALPHA_TOOLTIP)],
         )

@@ -1,8 +1,12 @@
-"""Where SDMatte weights live and which ones we know about (fetching them: ``downloads``).
+"""Where matting weights live and which ones we know about (fetching them: ``downloads``).
 
-- Folder ``sdmatte`` in ComfyUI's ``folder_paths``: ``models/sdmatte`` first (downloads go there),
-  then the legacy ``models/SDMatte``, then any ``sdmatte:`` entries of ``extra_model_paths.yaml``
-  (ComfyUI reads that file before custom nodes load; we keep its entries and add ours in front).
+- Folder ``matting`` in ComfyUI's ``folder_paths`` (``models/matting``, any family) and folder
+  ``sdmatte`` (``models/sdmatte`` first: SDMatte downloads go there, then the legacy
+  ``models/SDMatte``), each followed by its ``extra_model_paths.yaml`` entries (ComfyUI reads that
+  file before custom nodes load; we keep its entries and add ours in front). The loader lists
+  both; a name in both is taken from ``matting``.
+- Folder ``sams`` (``models/sams``, where the SAM node packs keep Segment Anything checkpoints):
+  declared when no other pack has, searched for companion files (MAM's SAM checkpoint).
 - Known weights: ``known_models.json`` next to this file (the only place repo and file names live).
   They are offered in the loader's list even when absent and fetched with ``huggingface_hub`` on
   first use (``downloads``: resumable, progress on the node; honours ``HF_ENDPOINT``,
@@ -21,7 +25,10 @@ from .downloads import download_known, hub_url, offline, source_text
 
 FOLDER_NAME = "sdmatte"
 LEGACY_FOLDER_NAME = "SDMatte"
-EXTENSIONS = {".safetensors", ".pth", ".pt", ".ckpt"}
+GENERAL_FOLDER_NAME = "matting"  # any family's weights
+SAM_FOLDER_NAME = "sams"  # the SAM node packs' folder
+LISTED_FOLDERS = (GENERAL_FOLDER_NAME, FOLDER_NAME)
+EXTENSIONS = {".safetensors", ".pth", ".pt", ".ckpt", ".tar"}  # .tar: SIM's classifier_*.pth.tar
 _KNOWN_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "known_models.json")
 
 
@@ -35,27 +42,40 @@ def _same_dir(a: str, b: str) -> bool:
         return False
 
 
+def _register(name: str, ours: list[str]) -> None:
+    existing = []
+    if name in folder_paths.folder_names_and_paths:
+        existing = list(folder_paths.folder_names_and_paths[name][0])
+    paths = ours + [p for p in existing if not any(_same_dir(p, o) for o in ours)]
+    folder_paths.folder_names_and_paths[name] = (paths, set(EXTENSIONS))
+
+
 def register_model_folder() -> None:
-    """Declare the ``sdmatte`` model folder (idempotent)."""
+    """Declare the ``matting``, ``sdmatte`` and (when no other pack has) ``sams`` folders (idempotent)."""
     default = os.path.join(folder_paths.models_dir, FOLDER_NAME)
     legacy = os.path.join(folder_paths.models_dir, LEGACY_FOLDER_NAME)
-    existing = []
-    if FOLDER_NAME in folder_paths.folder_names_and_paths:
-        existing = list(folder_paths.folder_names_and_paths[FOLDER_NAME][0])
     ours = [default]
     if not _same_dir(default, legacy):  # case-insensitive file systems: one folder
         ours.append(legacy)
-    paths = ours + [p for p in existing if not any(_same_dir(p, o) for o in ours)]
-    folder_paths.folder_names_and_paths[FOLDER_NAME] = (paths, set(EXTENSIONS))
+    _register(FOLDER_NAME, ours)
+    _register(GENERAL_FOLDER_NAME, [os.path.join(folder_paths.models_dir, GENERAL_FOLDER_NAME)])
+    if SAM_FOLDER_NAME not in folder_paths.folder_names_and_paths:  # a SAM pack's own declaration wins
+        _register(SAM_FOLDER_NAME, [os.path.join(folder_paths.models_dir, SAM_FOLDER_NAME)])
 
 
 def model_folders() -> list[str]:
+    """Every folder the loader lists, ``matting`` ones first."""
+    register_model_folder()
+    return [path for name in LISTED_FOLDERS for path in folder_paths.get_folder_paths(name)]
+
+
+def sdmatte_folders() -> list[str]:
     register_model_folder()
     return folder_paths.get_folder_paths(FOLDER_NAME)
 
 
 def download_folder() -> str:
-    return model_folders()[0]
+    return sdmatte_folders()[0]
 
 
 @lru_cache(maxsize=1)
@@ -106,27 +126,41 @@ def checkpoint_names() -> list[str]:
     register_model_folder()
     folders = hf_folders()
     names = set()
-    for n in folder_paths.get_filename_list(FOLDER_NAME):
+    for n in (n for name in LISTED_FOLDERS for n in folder_paths.get_filename_list(name)):
         parts = n.replace("\\", "/").split("/")
         # hidden files and folders (downloads in progress live in .promptmatte-download/) are not listed
-        if parts[0] not in folders and not any(p.startswith(".") for p in parts):
+        if parts[0] not in folders and not any(p.startswith(".") for p in parts) and _is_weights_name(n):
             names.add(n)
     names.update(folders)
     names.update(known_models())
     return sorted(names, key=str.lower)
 
 
+def _is_weights_name(name: str) -> bool:
+    """``.tar`` is listed only as ``.pth.tar`` (a torch file), not any archive."""
+    return not name.lower().endswith(".tar") or name.lower().endswith(".pth.tar")
+
+
+def find_checkpoint(ckpt_name: str) -> str | None:
+    """Full path of a listed file or HF-layout folder, or None."""
+    register_model_folder()
+    for name in LISTED_FOLDERS:
+        path = folder_paths.get_full_path(name, ckpt_name)
+        if path is not None:
+            return path
+    return hf_folders().get(ckpt_name)
+
+
 def resolve_checkpoint(ckpt_name: str) -> str:
     """Full path of ``ckpt_name``; downloads a known but absent file first."""
-    register_model_folder()
-    path = folder_paths.get_full_path(FOLDER_NAME, ckpt_name) or hf_folders().get(ckpt_name)
+    path = find_checkpoint(ckpt_name)
     if path is not None:
         return path
     folders = ", ".join(model_folders())
     entry = known_models().get(ckpt_name)
     if entry is None:
         raise ValueError(
-            f"SDMatte checkpoint '{ckpt_name}' was not found in the model folder(s) {folders}. "
+            f"Matting checkpoint '{ckpt_name}' was not found in the model folder(s) {folders}. "
             f"Put the file there (extensions {', '.join(sorted(EXTENSIONS))}) and refresh the node list, "
             f"or pick one of: {', '.join(checkpoint_names())}.")
     target = download_folder()
@@ -139,3 +173,46 @@ def resolve_checkpoint(ckpt_name: str) -> str:
     return download_known(ckpt_name, entry, target)
 
 
+
+
+def companion_names() -> list[str]:
+    """Files a user may pick as a family's second weights file (SAM checkpoints, classifiers):
+    those in ``sams`` and in the listed matting folders."""
+    register_model_folder()
+    names = {n for folder in (SAM_FOLDER_NAME, *LISTED_FOLDERS) for n in folder_paths.get_filename_list(folder)
+             if _is_weights_name(n) and not any(p.startswith(".") for p in n.replace("\\", "/").split("/"))}
+    return sorted(names, key=str.lower)
+
+
+def companion_finder(checkpoint_path: str, chosen: str = "auto"):
+    """``find_companion`` for ``load_matting_model``: the file the user chose, else the first of the
+    companion's usual names found in its usual folder, our matting folders, or beside the checkpoint."""
+    register_model_folder()
+
+    def find(companion) -> str | None:
+        if chosen and chosen != "auto":
+            for folder in (SAM_FOLDER_NAME, *LISTED_FOLDERS):
+                path = folder_paths.get_full_path(folder, chosen)
+                if path is not None:
+                    return path
+            raise ValueError(f"The companion file '{chosen}' was not found in models/{SAM_FOLDER_NAME} or the "
+                             f"matting folders; pick another one or 'auto'.")
+        folders = [companion.folder] if companion.folder in folder_paths.folder_names_and_paths else []
+        for file_name in companion.file_names:
+            for folder in (*folders, *LISTED_FOLDERS):
+                path = folder_paths.get_full_path(folder, file_name)
+                if path is not None:
+                    return path
+            beside = os.path.join(os.path.dirname(checkpoint_path), file_name)
+            if os.path.isfile(beside):
+                return beside
+        return None
+
+    return find
+
+
+def companion_folders(companion) -> list[str]:
+    """Where ``companion_finder`` looks for ``companion`` (for messages)."""
+    register_model_folder()
+    names = [companion.folder] if companion.folder in folder_paths.folder_names_and_paths else []
+    return [path for name in (*names, *LISTED_FOLDERS) for path in folder_paths.get_folder_paths(name)]

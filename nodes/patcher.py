@@ -124,14 +124,18 @@ def _fp32_weight_bytes(path: str) -> int | None:
     return sum(t.numel() * 4 for k, t in tensors.items() if not k.startswith("text_encoder."))
 
 
-def load_patcher(path: str, precision: str = "auto"):
-    """Load (or share the already loaded copy of) ``path`` wrapped in a ModelPatcher."""
+def load_patcher(path: str, precision: str = "auto", find_companion=None, companion_key=None):
+    """Load (or share the already loaded copy of) ``path`` wrapped in a ModelPatcher.
+
+    ``find_companion``: see ``load_matting_model`` (families with a second weights file);
+    ``companion_key``: what identifies the companion choice in the cache (e.g. the chosen name).
+    """
     st = os.stat(path)
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
     dtype = pick_dtype(precision, load_device, _fp32_weight_bytes(path) if precision == "auto" else None)
     # "auto" and the precision it resolves to share one copy
-    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, dtype)
+    key = (os.path.realpath(path), st.st_mtime_ns, st.st_size, dtype, companion_key)
     with _cache_lock:
         patcher = _cache.get(key)
         if patcher is not None:
@@ -140,7 +144,8 @@ def load_patcher(path: str, precision: str = "auto"):
         # ComfyUI starts: startup stays fast for every user of the pack, whether they matte or not.
         from ..models import load_matting_model  # noqa: PLC0415
 
-        net = load_matting_model(path, device=offload_device, dtype=dtype)  # CheckpointError → UI
+        # CheckpointError (incl. a missing companion file) → UI
+        net = load_matting_model(path, device=offload_device, dtype=dtype, find_companion=find_companion)
         net.eval().requires_grad_(False)
         make_streamable(net)
         model = net if _settable_device(net) else SDMatteModule(net, offload_device)

@@ -11,6 +11,6 @@ from comfy_api.latest import io
 MatteModelType = io.Custom("PROMPTMATTE_MODEL")
 MattePromptType = io.Custom("PROMPTMATTE_PROMPT")
 
-CATEGORY = "matting/SDMatte"
+CATEGORY = "matting/PromptMatte"
 
 __all__ = ["MatteModelType", "MattePromptType", "CATEGORY"]

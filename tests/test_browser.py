@@ -92,7 +92,7 @@ def test_editor_returns_its_image_to_the_ui(editor_run, comfy_client):
 def test_editor_shows_matte_overlay_after_run(editor_run):
     apply_ui = editor_run.get("apply_ui") or {}
     if not (apply_ui.get("promptmatte_alpha") or apply_ui.get("images")):
-        pytest.skip("SDMatte Matting returns no alpha preview in its UI output (promptmatte_alpha) yet")
+        pytest.skip("Matting returns no alpha preview in its UI output (promptmatte_alpha) yet")
     assert editor_run["overlay"] is True
     shot = editor_run["_shot"]
     assert shot.is_file() and shot.stat().st_size > 1000
@@ -127,7 +127,7 @@ def _close_colour(a, b, tol=40):
 
 @pytest.mark.timeout(900)
 def test_editor_behind_a_resize_node_puts_the_clicks_on_the_same_content(comfy_server, comfy_client, comfy_base_dir):
-    """Load Image -> Upscale Image (half size) -> Matte Prompt Editor -> SDMatte Matting.
+    """Load Image -> Upscale Image (half size) -> Matte Prompt Editor -> Matting.
 
     A click made on the Load Image file before the resize node was put in, and a click made on
     the image the editor received after a run, both reach the server (the editor's `points`

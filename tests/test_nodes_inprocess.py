@@ -5,6 +5,8 @@ test_nodes_server.py.)"""
 from __future__ import annotations
 
 import gc
+import importlib
+import os
 import shutil
 import sys
 import weakref
@@ -69,7 +71,7 @@ def test_all_nodes_registered_with_tooltips(c):
     for node_id in ids:
         cls = c[node_id]
         info = cls.GET_NODE_INFO_V1()
-        assert info["category"] == "matting/SDMatte"
+        assert info["category"] == "matting/PromptMatte"
         for section in ("required", "optional"):
             for name, spec in info["input"].get(section, {}).items():
                 assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
@@ -416,7 +418,41 @@ def test_loader_fingerprint_follows_the_file(c, comfy_base_dir):
         assert cls.fingerprint_inputs(ckpt_name=path.name, precision="auto") != first
     finally:
         path.unlink()
-    assert cls.fingerprint_inputs(ckpt_name="SDMatte.pth", precision="auto") == ("SDMatte.pth", "auto")
+    assert cls.fingerprint_inputs(ckpt_name="SDMatte.pth", precision="auto") == ("SDMatte.pth", "auto", "auto")
+
+
+def test_general_matting_folder_is_listed_and_loads(c, mod, comfy_base_dir, golden_dir):
+    target = comfy_base_dir / "models" / "matting" / "lite_in_matting_folder.safetensors"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(golden_dir / "litesdmatte_tiny" / "model.safetensors", target)
+    try:
+        assert target.name in mod["model_files"].checkpoint_names()
+        (patcher,) = c.outputs("PromptMatteModelLoader", ckpt_name=target.name, precision="auto")
+        assert mod["patcher"].network(patcher).family == "litesdmatte"
+    finally:
+        target.unlink()
+
+
+def test_companion_is_found_in_sams_then_beside_the_checkpoint(c, mod, comfy_base_dir, tmp_path):
+    model_files = mod["model_files"]
+    engine = importlib.import_module(c.module.__name__ + ".models")
+    companion = engine.Companion("sam", "a Segment Anything checkpoint", ("sam_demo_companion.pth",), "sams")
+    checkpoint = tmp_path / "mam_demo.pth"
+    beside = tmp_path / "sam_demo_companion.pth"
+    beside.write_bytes(b"beside")
+    assert model_files.companion_finder(str(checkpoint))(companion) == str(beside)
+    in_sams = comfy_base_dir / "models" / "sams" / "sam_demo_companion.pth"
+    in_sams.parent.mkdir(parents=True, exist_ok=True)
+    in_sams.write_bytes(b"sams")
+    try:
+        assert "sam_demo_companion.pth" in model_files.companion_names()
+        assert os.path.samefile(model_files.companion_finder(str(checkpoint))(companion), in_sams)
+        chosen = model_files.companion_finder(str(checkpoint), "sam_demo_companion.pth")(companion)
+        assert os.path.samefile(chosen, in_sams)
+    finally:
+        in_sams.unlink()
+    beside.unlink()
+    assert model_files.companion_finder(str(checkpoint))(companion) is None
 
 
 def test_error_resolution_not_multiple_of_64(c, model, image):

@@ -9,7 +9,7 @@
 //   targets: [[x, y], ...] pixels to click (3 of them, on the subject),
 //   screenshot: path to write a screenshot of the editor with the matte overlay (optional),
 //   resolution: working resolution to set on PromptMatteApply nodes (optional),
-//   ckpt: checkpoint name to select in Load SDMatte Model (the test's tiny golden model),
+//   ckpt: checkpoint name to select in Load Matting Model (the test's tiny golden model),
 //   runTimeoutMs: how long the queued run may take
 // }
 // Prints one JSON line with what it saw; exits non-zero on failure. Assertions on the

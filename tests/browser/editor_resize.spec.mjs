@@ -1,5 +1,5 @@
 // The Matte Prompt Editor behind a resizing node: Load Image -> core "Upscale Image"
-// (ImageScale) -> Matte Prompt Editor -> SDMatte Matting, against a real ComfyUI server.
+// (ImageScale) -> Matte Prompt Editor -> Matting, against a real ComfyUI server.
 //
 //   node tests/browser/editor_resize.spec.mjs <url> '<json config>'
 //
@@ -10,7 +10,7 @@
 //   first: [x, y] a pixel of the file to click before the resize node is put in,
 //   second: [x, y] a pixel of the RESIZED image to click after the first run,
 //   other: {image, size: [W, H]} an uploaded image of another aspect ratio (optional),
-//   ckpt: checkpoint for Load SDMatte Model, resolution: working resolution of the matting node,
+//   ckpt: checkpoint for Load Matting Model, resolution: working resolution of the matting node,
 //   runTimeoutMs: how long a queued run may take
 // }
 //
@@ -100,7 +100,7 @@ await main(async () => {
     );
     assert(
       ids.applyInputs.filter(([, linked]) => linked).length === 3,
-      "model, image and prompt of SDMatte Matting are connected: " + JSON.stringify(ids.applyInputs),
+      "model, image and prompt of Matting are connected: " + JSON.stringify(ids.applyInputs),
     );
     const root = `.promptmatte-editor[data-node-id="${ids.editor}"]`;
     const canvasSel = `${root} canvas.promptmatte-canvas`;

@@ -30,7 +30,7 @@ const weightsNote = (extra) =>
     "",
     "Weights: an SDMatte checkpoint in ComfyUI/models/sdmatte/ — SDMatte.safetensors, SDMatte_plus.safetensors (SDMatte*)",
     "from 1038lab/SDMatte, or the authors' SDMatte.pth, SDMatte_plus.pth, LiteSDMatte.pth (LongfeiHuang/SDMatte, LiteSDMatte).",
-    "'Load SDMatte Model' lists them and downloads them from Hugging Face on first use.",
+    "'Load Matting Model' lists them and downloads them from Hugging Face on first use.",
     ...(extra ? ["", ...extra] : []),
   ].join("\n");
 
@@ -71,7 +71,7 @@ const WORKFLOWS = [
       pos: [0, 560],
       size: [760, 200],
       text: weightsNote([
-        "Click matting: Load Image → Matte Prompt Editor → SDMatte Matting → Matte Composite → Save Image",
+        "Click matting: Load Image → Matte Prompt Editor → Matting → Matte Composite → Save Image",
         "(a transparent PNG cut-out from the 'rgba' output).",
         ...EDITOR_HELP,
       ]),

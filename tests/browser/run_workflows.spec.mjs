@@ -5,8 +5,8 @@
 //   node tests/browser/run_workflows.spec.mjs <url> '<json config>'
 //
 // config: {
-//   ckpt: checkpoint to select in every "Load SDMatte Model",
-//   resolution: working resolution for every "SDMatte Matting",
+//   ckpt: checkpoint to select in every "Load Matting Model",
+//   resolution: working resolution for every "Matting",
 //   runs: [{ name, workflow (path), image (uploaded input name), editor_state (object),
 //            expect: "success" | "rejected", timeoutMs }]
 // }

@@ -22,7 +22,7 @@
 // stretched in orange with a warning, because the server refuses them. Any edit rewrites
 // the whole state in the pixels of the image shown (what you see is what is stored).
 //
-// After a downstream "SDMatte Matting" (PromptMatteApply) node runs, the alpha it returns
+// After a downstream "Matting" (PromptMatteApply) node runs, the alpha it returns
 // in its UI output (`promptmatte_alpha`, falling back to `images`) is shown as a tinted overlay.
 
 import { app } from "../../scripts/app.js";
