@@ -29,6 +29,16 @@ def recognises(shapes) -> bool:
     return looks_like_m2m(shapes)
 
 
+def diagnose(shapes) -> str | None:
+    """A SAM file given as the matting checkpoint: say where it goes instead."""
+    if looks_like_sam(shapes):
+        return (
+            "a Segment Anything (SAM) checkpoint: Matting Anything reads it beside its own file "
+            f"(mam_vitb.pth); put it in ComfyUI's models/{SAM_COMPANION.folder}/ and load the MAM checkpoint"
+        )
+    return None
+
+
 def build_m2m(tensors, dtype: torch.dtype | None = None) -> MaskToMatte:
     """The M2M module from its checkpoint tensors (spectral norm folded), built on meta and assigned."""
     shapes = {key: tuple(value.shape) for key, value in tensors.items()}
@@ -54,10 +64,10 @@ def build_m2m(tensors, dtype: torch.dtype | None = None) -> MaskToMatte:
     target = dtype or torch.float32
     state = {k: (v.to(target) if v.is_floating_point() else v) for k, v in folded.items()}
     module.load_state_dict(state, strict=True, assign=True)
-    return module.eval()
+    return module.requires_grad_(False).eval()
 
 
-def load(weights, *, source_name: str = "the checkpoint", device=None, dtype=None, find_companion=None) -> MattingAnything:
+def load(weights, *, source_name: str = "the checkpoint", device=None, dtype=None, find_companion=None, **_) -> MattingAnything:
     """The MAM model: M2M from ``weights``, SAM from the companion file ``find_companion`` gives.
 
     The M2M tensors do not say which SAM size they were trained with (ViT-B for ``mam_vitb.pth``):
@@ -80,7 +90,7 @@ def load(weights, *, source_name: str = "the checkpoint", device=None, dtype=Non
             f"{source_name}'s Mask-to-Matte module reads {m2m.config.embedding_channels}: pair it with "
             "the SAM it was trained with"
         )
-    model = MattingAnything(sam, m2m, size_name(sam.config))
+    model = MattingAnything(sam, m2m, size_name(sam.config)).requires_grad_(False)
     if device is not None:
         model = model.to(device)
     return model.eval()
@@ -94,6 +104,7 @@ FAMILY = Family(
     recognises=recognises,
     load=load,
     companions=(SAM_COMPANION,),
+    diagnose=diagnose,
 )
 
 __all__ = ["FAMILY", "M2mConfig", "MaskToMatte", "MattingAnything", "build_m2m", "load", "recognises"]
