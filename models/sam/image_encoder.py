@@ -21,6 +21,24 @@ from .layers import LayerNorm2d, MLPBlock
 ATTENTION_QUERY_CHUNK = 1024
 
 
+def encoder_memory_bytes(config: SamConfig, batch: int, element_size: int) -> int:
+    """Working memory of one ``SamImageEncoder`` pass over ``batch`` images, weights excluded.
+
+    The largest tensors alive at once (T = one image's tokens, 64 * 64 * embed_dim elements):
+    in the MLP the block input and its residual (2T) plus the hidden layer and its GELU
+    (2 * mlp_ratio * T); in a global block's attention qkv (3T), the output (T), the norm and the
+    residual (2T), and per query chunk the relative-position bias plus one more map of its size
+    (torch's CPU attention works in blocks and does not keep the whole score matrix; measured:
+    ViT-B 473 MB for the whole SAM pass, see bench/bench_sam.py).
+    """
+    grid = config.grid_size**2
+    tokens = grid * config.embed_dim * element_size
+    chunk = min(ATTENTION_QUERY_CHUNK, grid)
+    attention = 6 * tokens + 2 * config.num_heads * chunk * grid * element_size
+    mlp = (2 + 2 * config.mlp_ratio) * tokens
+    return int(batch * max(attention, mlp))
+
+
 class PatchEmbed(nn.Module):
     """(B, 3, H, W) -> (B, H / P, W / P, C): one strided convolution, channels last."""
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .config import SamConfig, read_sam_config
-from .image_encoder import SamImageEncoder
+from .image_encoder import SamImageEncoder, encoder_memory_bytes
 from .mask_decoder import SamMaskDecoder
 from .prompt_encoder import SamPromptEncoder
 from .transforms import (
@@ -97,25 +97,13 @@ class SamModel(nn.Module):
     def inference_memory_bytes(self, batch: int, height: int, width: int, prompts_per_image: int = 1) -> int:
         """Working memory of preprocess + encoder + one decoder pass at (height, width), weights excluded.
 
-        Reasoned from the largest tensors alive at once (``e`` bytes per element, T one image's
-        tokens, 64 * 64 * embed_dim * e):
-        - encoder MLP: the block input and its residual (2T), the hidden layer and its GELU (8T);
-        - encoder attention (global blocks dominate): qkv (3T), the output (T), the norm and
-          residual (2T), and per query chunk the relative-position bias and one more map of
-          its size (2 x heads x chunk x 4096 x e: torch's CPU attention works in blocks and
-          does not keep the whole score matrix, measured);
-        - input: the uint8 image, its resized copy, the float normalised and padded input (x2);
-        - decoder: the upscaled features and masks per prompt, and the masks at full size.
+        The encoder's from ``encoder_memory_bytes``; the input: the uint8 image, its resized
+        copy and the float normalised and padded input (x2); the decoder: the upscaled features
+        and masks per prompt and the masks at full size.
         """
-        from .image_encoder import ATTENTION_QUERY_CHUNK
-
         c = self.config
         e = torch.finfo(self.dtype).bits // 8
-        tokens = c.grid_size**2 * c.embed_dim * e
-        chunk = min(ATTENTION_QUERY_CHUNK, c.grid_size**2)
-        attention = 6 * tokens + 2 * c.num_heads * chunk * c.grid_size**2 * e
-        mlp = (2 + 2 * c.mlp_ratio) * tokens
-        encoder = batch * max(attention, mlp)
+        encoder = encoder_memory_bytes(c, batch, e)
         side = c.image_size
         inputs = batch * (3 * height * width * (1 + 4) + 3 * side * side * (1 + 2 * e))
         upscaled = (4 * c.grid_size) ** 2 * (c.prompt_embed_dim // 8 + c.num_mask_tokens) * e
