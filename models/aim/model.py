@@ -1,0 +1,141 @@
+"""AIM as one module: image in, alpha out, no prompt (the authors' Hybrid test strategy)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .backbone import MaxPoolResNet34
+from .config import AIMConfig
+from .hybrid import DETAIL_RATIO, SEMANTIC_RATIO, hybrid_sizes
+from .matting_decoder import MattingDecoder
+from .resize import cv2_resize_float, cv2_resize_uint8, skimage_resize
+from .semantic_decoder import SemanticDecoder
+
+PROMPT_KINDS = ("auto",)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# Trimap values of the 3-class head's argmax (background, unknown, foreground).
+TRIMAP_VALUES = (0, 128, 255)
+PROMPTED_FAMILIES = "MAM (points, boxes, masks), SDMatte (points, boxes, masks, trimaps), SIM and SEMat (trimaps)"
+
+
+class AIMModel(nn.Module):
+    """Deep Automatic Image Matting (Li, Zhang, Tao, IJCAI 2021): the salient foreground's alpha.
+
+    Images of a batch run one at a time, as in the authors' test script (each has its own
+    trimap from the 1/4-scale run).
+    """
+
+    family = "aim"
+    prompt_kinds = PROMPT_KINDS
+    works_at_input_size = True
+
+    def __init__(self, config: AIMConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = MaxPoolResNet34(config.blocks)
+        self.semantic_decoder = SemanticDecoder()
+        self.matting_decoder = MattingDecoder()
+
+    @property
+    def device(self) -> torch.device:
+        return self.backbone.conv1.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.backbone.conv1.weight.dtype
+
+    def _network_input(self, image_uint8: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """(1, 3, H, W) uint8 -> (1, 3, h, w) normalised network input, as ``inference_once`` makes it.
+
+        scikit-image's resize (float64 in [0, 1]) times 255, cast to float32, divided by 255,
+        then ImageNet mean and std, in that order.
+        """
+        scaled = (skimage_resize(image_uint8, *size) * 255.0).float()
+        scaled = scaled / 255.0
+        mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(1, 3, 1, 1)
+        scaled = (scaled - mean) / std
+        return scaled.to(self.device, self.dtype)
+
+    def semantic_trimap(self, network_input: torch.Tensor) -> torch.Tensor:
+        """(1, 3, h, w) -> (1, h, w) uint8 trimap 0 / 128 / 255 from the 3-class head."""
+        features = self.backbone(network_input)
+        classes, _ = self.semantic_decoder(features.layer4, classes=True)
+        index = classes.float().argmax(dim=1)
+        values = torch.tensor(TRIMAP_VALUES, dtype=torch.uint8, device=index.device)
+        return values[index]
+
+    def detail_alpha(self, network_input: torch.Tensor) -> torch.Tensor:
+        """(1, 3, h, w) -> (1, 1, h, w) float32 alpha of the matting decoder."""
+        features = self.backbone(network_input)
+        _, gate = self.semantic_decoder(features.layer4, classes=False)
+        return self.matting_decoder(features, gate).float()
+
+    def matte_one(self, image_uint8: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) uint8 RGB (on the CPU) -> (1, 1, H, W) float64 alpha in [0, 1]."""
+        height, width = image_uint8.shape[-2:]
+        sizes = hybrid_sizes(height, width)
+        working = image_uint8 if sizes.working == (height, width) else cv2_resize_uint8(image_uint8, *sizes.working)
+        trimap = self.semantic_trimap(self._network_input(working, sizes.semantic)).cpu()
+        trimap = skimage_resize(trimap, *sizes.working) * 255.0
+        detail = self.detail_alpha(self._network_input(working, sizes.detail)).cpu()
+        detail = skimage_resize(detail[:, 0], *sizes.working)
+        # Where the upsampled trimap is exactly background or foreground it is the answer.
+        decided = (trimap == 0) | (trimap == 255)
+        alpha = torch.where(decided, trimap / 255, detail)
+        if sizes.working != (height, width):
+            # The authors resize the 0-255 alpha back; scaling commutes exactly with it up to rounding.
+            alpha = cv2_resize_float(alpha * 255.0, height, width) / 255.0
+        return alpha[:, None]
+
+    def _check(self, image: torch.Tensor, kind: str) -> None:
+        if kind not in PROMPT_KINDS:
+            raise ValueError(
+                f"AIM is automatic and takes no prompt (got {kind!r}): disconnect the prompt input. "
+                f"For points, boxes, masks or trimaps use a family that takes them: {PROMPTED_FAMILIES}"
+            )
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be (batch, 3, height, width) RGB in [0, 1], got shape {tuple(image.shape)}")
+        hybrid_sizes(*image.shape[-2:])  # the 128 px minimum, before any work
+
+    def forward(self, image, prompt_map=None, coords=None, kind="auto", transparent=None, caption=None) -> torch.Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> alpha (B, 1, H, W) float32 in [0, 1] on ``image``'s device.
+
+        ``prompt_map``, ``coords``, ``transparent`` and ``caption`` are not used. The image is
+        taken as 8-bit (``round(255 * x)``), as the authors read it from a file.
+        """
+        self._check(image, kind)
+        with torch.inference_mode():
+            source_device = image.device
+            image_uint8 = torch.round(image.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu()
+            alphas = [self.matte_one(image_uint8[index : index + 1]) for index in range(image.shape[0])]
+            return torch.cat(alphas).float().to(source_device)
+
+    def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
+        """Working memory of one forward at (height, width), weights excluded; see ``_per_image_bytes``."""
+        working_height, working_width = hybrid_sizes(height, width).working
+        element = torch.finfo(self.dtype).bits // 8
+        # Per batch: the float input, its uint8 copy and the float32 result.
+        per_batch = batch * height * width * (3 * 4 + 3 + 4)
+        return int(per_batch + _per_image_bytes(height, width, working_height, working_width, element))
+
+
+def _per_image_bytes(height: int, width: int, working_height: int, working_width: int, element: int) -> float:
+    """Peak of ``matte_one``: the 1/2-scale network run plus the float64 maps at the working size.
+
+    The network input of the 1/2 run has n = (H/2)(W/2) pixels. At full network resolution the
+    peak holds the stem's 64 channels, the semantic decoder's last 64-channel maps (before and
+    after the x2 upsampling, mean/max), the matting decoder's 128-channel concatenation and two
+    64-channel convolution outputs, plus the first pool's int64 indices (64 channels at n / 4,
+    two elements each); smaller scales add about a third of that.
+    """
+    network_pixels = (working_height // 2) * (working_width // 2)
+    full_resolution_channels = 64 + 64 + 64 + 128 + 64 + 64 + 2 * 64 / 4
+    network = element * network_pixels * full_resolution_channels * 4 / 3
+    # float64 maps at the working size: the upsampled trimap, the detail alpha, the decided mask
+    # and the fused alpha (+ the resize's intermediate rows), and the resized image's copies.
+    working_maps = 8 * working_height * working_width * (6 + 3 * 2)
+    resized_back = 8 * height * width * 3 if (working_height, working_width) != (height, width) else 0
+    return network + working_maps + resized_back
