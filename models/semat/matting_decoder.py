@@ -20,130 +20,108 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..sam.layers import MLP, LayerNorm2d
+from ..sam.mask_decoder import SamMaskDecoder
+
 
 @dataclass(frozen=True)
 class MattingDecoderConfig:
     transformer_dim: int  # 256
     vit_channels: int  # 1024 for ViT-L
-    mask_token_count: int  # SAM's 4 (1 + 3 multimask outputs)
     matting_token_count: int  # 3
     has_hq_token: bool  # HQ-SAM variant
 
 
-class LayerNorm2d(nn.Module):
-    """Layer norm over the channels of a (B, C, H, W) map, eps 1e-6 (SAM's)."""
-
-    def __init__(self, channels: int, eps: float = 1e-6, device=None, dtype=None):
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels, device=device, dtype=dtype))
-        self.bias = nn.Parameter(torch.zeros(channels, device=device, dtype=dtype))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = x.mean(1, keepdim=True)
-        var = (x - mean).pow(2).mean(1, keepdim=True)
-        x = (x - mean) / torch.sqrt(var + self.eps)
-        return self.weight[:, None, None] * x + self.bias[:, None, None]
-
-
-class TokenMLP(nn.Module):
-    """Linear -> ReLU -> Linear -> ReLU -> Linear: a token (.., C) -> (.., C / 8) hypernetwork weights."""
-
-    def __init__(self, dim: int, out_dim: int, device=None, dtype=None):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            [nn.Linear(dim, dim, device=device, dtype=dtype), nn.Linear(dim, dim, device=device, dtype=dtype), nn.Linear(dim, out_dim, device=device, dtype=dtype)]
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x) if i == len(self.layers) - 1 else F.relu(layer(x))
-        return x
-
-
 class Upscale4x(nn.Module):
-    """Two 2x2 stride-2 transposed convolutions, a layer norm and GELU between: (B, in, h, w) -> (B, out, 4h, 4w).
+    """HQ-SAM's feature upscaling: 2x2 stride-2 transposed conv, layer norm, GELU, 2x2 stride-2
+    transposed conv (no final GELU, unlike SAM's output upscaling): (B, in, h, w) -> (B, out, 4h, 4w)."""
 
-    ``final_gelu``: SAM's output upscaling ends with a GELU, HQ-SAM's feature branches do not.
-    """
-
-    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, final_gelu: bool, device=None, dtype=None):
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int):
         super().__init__()
-        self.up1 = nn.ConvTranspose2d(in_channels, mid_channels, 2, 2, device=device, dtype=dtype)
-        self.norm = LayerNorm2d(mid_channels, device=device, dtype=dtype)
-        self.up2 = nn.ConvTranspose2d(mid_channels, out_channels, 2, 2, device=device, dtype=dtype)
-        self.final_gelu = final_gelu
+        self.up1 = nn.ConvTranspose2d(in_channels, mid_channels, 2, 2)
+        self.norm = LayerNorm2d(mid_channels)
+        self.up2 = nn.ConvTranspose2d(mid_channels, out_channels, 2, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.up2(F.gelu(self.norm(self.up1(x))))
-        return F.gelu(x) if self.final_gelu else x
+        return self.up2(F.gelu(self.norm(self.up1(x))))
 
 
 class FeatureRefiner(nn.Module):
     """3x3 conv -> layer norm -> GELU -> 3x3 conv: (B, C/8, H, W) -> (B, C/8, H, W)."""
 
-    def __init__(self, channels: int, mid_channels: int, device=None, dtype=None):
+    def __init__(self, channels: int, mid_channels: int):
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, mid_channels, 3, 1, 1, device=device, dtype=dtype)
-        self.norm = LayerNorm2d(mid_channels, device=device, dtype=dtype)
-        self.conv2 = nn.Conv2d(mid_channels, channels, 3, 1, 1, device=device, dtype=dtype)
+        self.conv1 = nn.Conv2d(channels, mid_channels, 3, 1, 1)
+        self.norm = LayerNorm2d(mid_channels)
+        self.conv2 = nn.Conv2d(mid_channels, channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(F.gelu(self.norm(self.conv1(x))))
 
 
 class FeatureBranch(nn.Module):
-    """HQ-SAM style 256² feature: refine(upscaled decoder embedding) + up(image embedding) + up(ViT feature)."""
+    """One output kind (HQ or matting): its 256² features and the MLP turning its tokens into weights.
 
-    def __init__(self, dim: int, vit_channels: int, device=None, dtype=None):
+    features = refine(decoder's upscaled embedding) + (up(image embedding) + up(early ViT feature)).
+    """
+
+    def __init__(self, dim: int, vit_channels: int):
         super().__init__()
-        factory = {"device": device, "dtype": dtype}
-        self.from_vit = Upscale4x(vit_channels, dim, dim // 8, final_gelu=False, **factory)
-        self.from_embedding = Upscale4x(dim, dim // 4, dim // 8, final_gelu=False, **factory)
-        self.refine = FeatureRefiner(dim // 8, dim // 4, **factory)
-        self.token_mlp = TokenMLP(dim, dim // 8, **factory)
+        self.from_vit = Upscale4x(vit_channels, dim, dim // 8)
+        self.from_embedding = Upscale4x(dim, dim // 4, dim // 8)
+        self.refine = FeatureRefiner(dim // 8, dim // 4)
+        self.token_mlp = MLP(dim, dim, dim // 8, 3)
 
     def logits(self, tokens: torch.Tensor, upscaled: torch.Tensor, image_embedding: torch.Tensor, vit_feature: torch.Tensor) -> torch.Tensor:
-        """tokens (B, N, C) -> logits (B, N, 4h, 4w)."""
+        """tokens (B, N, C), upscaled (B, C/8, 4h, 4w), embedding (B, C, h, w), ViT (B, V, h, w) -> (B, N, 4h, 4w)."""
         features = self.refine(upscaled) + (self.from_embedding(image_embedding) + self.from_vit(vit_feature))
         b, c, h, w = features.shape
         return (self.token_mlp(tokens) @ features.view(b, c, h * w)).view(b, -1, h, w)
 
 
 class MattingMaskDecoder(nn.Module):
-    """(image embedding (B, C, 64, 64), dense PE (1, C, 64, 64), box tokens (B, 2, C), first global
-    ViT feature (B, 64, 64, V)) -> matting logits (B, T, 256, 256)."""
+    """SAM's decoder with matting tokens: (image embedding (B, C, 64, 64), dense PE (1, C, 64, 64),
+    dense prompt (B or 1, C, 64, 64), box tokens (B, 2, C), first global ViT feature (B, 64, 64, V))
+    -> matting logits (B, T, 256, 256).
 
-    def __init__(self, config: MattingDecoderConfig, transformer: nn.Module, device=None, dtype=None):
+    ``sam`` is SAM's own decoder (models/sam): its transformer, IoU and mask tokens and output
+    upscaling are used as they are; its mask and IoU heads are loaded but not run.
+    """
+
+    def __init__(self, config: MattingDecoderConfig, sam: SamMaskDecoder):
         super().__init__()
         self.config = config
-        factory = {"device": device, "dtype": dtype}
         dim = config.transformer_dim
-        self.transformer = transformer  # SAM's TwoWayTransformer (models/sam)
-        self.iou_token = nn.Parameter(torch.empty(1, dim, **factory))
-        self.mask_tokens = nn.Parameter(torch.empty(config.mask_token_count, dim, **factory))
-        self.hq_token = nn.Parameter(torch.empty(1, dim, **factory)) if config.has_hq_token else None
-        self.matting_tokens = nn.Parameter(torch.empty(config.matting_token_count, dim, **factory))
-        self.no_mask_embed = nn.Parameter(torch.empty(1, dim, **factory))  # the prompt encoder's "no mask" dense embedding
-        self.output_upscaling = Upscale4x(dim, dim // 4, dim // 8, final_gelu=True, **factory)
-        self.hq_branch = FeatureBranch(dim, config.vit_channels, **factory) if config.has_hq_token else None
-        self.matting_branch = FeatureBranch(dim, config.vit_channels, **factory)
+        self.sam = sam
+        self.hq_token = nn.Parameter(torch.empty(1, dim)) if config.has_hq_token else None
+        self.matting_tokens = nn.Parameter(torch.empty(config.matting_token_count, dim))
+        self.hq_branch = FeatureBranch(dim, config.vit_channels) if config.has_hq_token else None
+        self.matting_branch = FeatureBranch(dim, config.vit_channels)
 
-    def forward(self, image_embedding: torch.Tensor, dense_pe: torch.Tensor, box_tokens: torch.Tensor, vit_feature: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        image_embedding: torch.Tensor,
+        dense_pe: torch.Tensor,
+        dense_prompt: torch.Tensor,
+        box_tokens: torch.Tensor,
+        vit_feature: torch.Tensor,
+    ) -> torch.Tensor:
         batch, dim, h, w = image_embedding.shape
-        output_tokens = [self.iou_token, self.mask_tokens] + ([self.hq_token] if self.hq_token is not None else []) + [self.matting_tokens]
+        output_tokens = [self.sam.iou_token.weight, self.sam.mask_tokens.weight]
+        output_tokens += [self.hq_token] if self.hq_token is not None else []
+        output_tokens.append(self.matting_tokens)
         tokens = torch.cat(output_tokens, dim=0).unsqueeze(0).expand(batch, -1, -1)
         tokens = torch.cat((tokens, box_tokens), dim=1)
-        src = image_embedding + self.no_mask_embed.view(1, dim, 1, 1)
-        hs, src = self.transformer(src, dense_pe, tokens)
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(batch, dim, h, w))
+        src = image_embedding + dense_prompt
+        hs, src = self.sam.transformer(src, dense_pe.expand(batch, -1, -1, -1), tokens)
+        upscaled = self.sam.output_upscaling(src.transpose(1, 2).reshape(batch, dim, h, w))
         vit = vit_feature.permute(0, 3, 1, 2)
 
-        first = 1 + self.config.mask_token_count
+        first = 1 + self.sam.num_mask_tokens  # after the IoU and SAM's mask tokens
+        matting_first = first + (1 if self.hq_token is not None else 0)
+        matting = self.matting_branch.logits(hs[:, matting_first : matting_first + self.config.matting_token_count], upscaled, image_embedding, vit)
         if self.hq_token is not None:
-            hq_logits = self.hq_branch.logits(hs[:, first : first + 1], upscaled, image_embedding, vit)
-            first += 1
-        matting = self.matting_branch.logits(hs[:, first : first + self.config.matting_token_count], upscaled, image_embedding, vit)
-        if self.hq_token is not None:
-            matting = matting + hq_logits
+            # configs/SEMat_HQ-SAM.py runs with hq_token_only: the HQ token's logits (not SAM's
+            # mask) are added to each matting token's.
+            matting = matting + self.hq_branch.logits(hs[:, first : first + 1], upscaled, image_embedding, vit)
         return matting
