@@ -169,6 +169,7 @@ def matte(
     chunk_size: int = 1,
     on_item: Callable[[int, int], None] | None = None,
     at_input_size: bool = False,
+    on_chunk: Callable[[list], None] | None = None,
 ) -> torch.Tensor:
     """Alpha mattes (N, H, W) float32 in [0, 1] for ComfyUI images (B, H, W, 3) in [0, 1].
 
@@ -182,6 +183,9 @@ def matte(
     ``at_input_size``: for families that resize, pad and normalise as their authors do inside
     the model (all but SDMatte): each image (or crop) goes to ``model_fn`` at its own size, and
     ``resolution`` and ``resize`` are not used.
+    ``on_chunk([(output index, image index, crop box (x0, y0, x1, y1)), ...])`` is called right
+    after each model call with its items, in the call's batch order (for what a model keeps on
+    the side of its alpha, e.g. SIM's semantic classes).
     """
     images = _check_images(images)
     b, height, width, _ = images.shape
@@ -249,6 +253,8 @@ def matte(
         with torch.no_grad():
             alpha = model_fn(batch, torch.stack(maps), torch.stack(coords), kind, trans)
         alpha = _as_alpha(alpha, len(chunk), ws).to(device=device, dtype=torch.float32)
+        if on_chunk is not None:
+            on_chunk([(items[job[0]][2], job[1], job[3]) for job in chunk])
         for j, (k, bi, p, (x0, y0, x1, y1), _, _) in enumerate(chunk):
             a = _resize(alpha[j: j + 1], (y1 - y0, x1 - x0), "bilinear")[0, 0].clamp(0.0, 1.0)
             o = items[k][2]

@@ -73,8 +73,40 @@ def refuse_unsupported_kinds(net, prompts) -> None:
                       f"{takes}. Give it {how}.")
 
 
+class SemanticClasses:
+    """Collects what a family reports beside its alpha (SIM: the matting pattern of each unknown
+    pixel) and draws it over the images: one RGB image per alpha."""
+
+    def __init__(self, net, images: torch.Tensor, n_out: int):
+        self.net, self.images = net, images
+        self.classes = torch.full((n_out, images.shape[1], images.shape[2]), -1, dtype=torch.long)
+        self.source = list(range(n_out)) if images.shape[0] == n_out else [0] * n_out
+
+    def collect(self, items) -> None:
+        found = getattr(self.net, "last_semantic_classes", None)
+        if found is None:
+            return
+        for (out, image_index, (x0, y0, x1, y1)), classes in zip(items, found.cpu()):
+            if tuple(classes.shape) != (y1 - y0, x1 - x0):  # at a working size: nearest, as labels resize
+                classes = torch.nn.functional.interpolate(classes[None, None].float(), size=(y1 - y0, x1 - x0),
+                                                          mode="nearest")[0, 0].long()
+            self.source[out] = image_index
+            self.classes[out, y0:y1, x0:x1] = classes
+
+    def preview(self) -> torch.Tensor:
+        """(N, H, W, 3): each unknown pixel in its class's colour over the image; the image elsewhere
+        (and everywhere for families that report no classes)."""
+        images = self.images[self.source].permute(0, 3, 1, 2).float().clamp(0, 1)
+        if not (self.classes >= 0).any():
+            return images.permute(0, 2, 3, 1).contiguous()
+        from ..models.sim import class_preview  # noqa: PLC0415
+
+        return class_preview(self.classes, images)
+
+
 def run_matting(patcher, image, prompts, *, transparent, resolution, resize, focus, margin,
-                caption, merge_objects) -> torch.Tensor:
+                caption, merge_objects, side: list | None = None) -> torch.Tensor:
+    """Alpha (N, H, W); ``side``, when given a list, receives the ``SemanticClasses`` of the run."""
     net = network(patcher)
     refuse_unsupported_kinds(net, prompts)
     at_input_size = bool(getattr(net, "works_at_input_size", False))
@@ -107,9 +139,15 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
 
     # The batch stays on the intermediate device (CPU): the network moves each chunk to its own
     # device and returns the chunk's alpha there, so a long video batch never sits in VRAM.
-    alpha = matte(model_fn, image.to(mm.intermediate_device()), prompts, resolution=resolution,
+    image = image.to(mm.intermediate_device())
+    n_out = max(int(image.shape[0]), len(prompts or [])) if not merge_objects else int(image.shape[0])
+    semantic = SemanticClasses(net, image, n_out)
+    alpha = matte(model_fn, image, prompts, resolution=resolution,
                   resize=resize, focus=focus, margin=margin, transparent=transparent,
-                  merge_objects=merge_objects, chunk_size=chunk, on_item=on_item, at_input_size=at_input_size)
+                  merge_objects=merge_objects, chunk_size=chunk, on_item=on_item, at_input_size=at_input_size,
+                  on_chunk=semantic.collect)
+    if side is not None:
+        side.append(semantic)
     if torch.isnan(alpha).any():
         raise PromptError("the model produced NaN alpha values (a numeric overflow); load the model "
                           "with precision fp32 or bf16")
@@ -129,6 +167,12 @@ def alpha_preview(alpha: torch.Tensor) -> dict:
     name = f"alpha_{uuid.uuid4().hex[:12]}.png"
     img.save(os.path.join(folder, name), compress_level=1)
     return {"filename": name, "subfolder": "promptmatte", "type": "temp"}
+
+
+SEMANTIC_TOOLTIP = (
+    "SIM only: why each unknown pixel of the trimap was matted as it was — the matting pattern its "
+    "classifier saw there (hair, fur, glass, smoke, net... 20 classes, one colour each, listed in the "
+    "README) over the image. Other families: the image unchanged.")
 
 
 class PromptMatteApply(io.ComfyNode):
@@ -173,7 +217,8 @@ class PromptMatteApply(io.ComfyNode):
                                 tooltip="SDMatte only: optional text describing the subject (the model was "
                                         "trained with an empty caption)."),
             ],
-            outputs=[io.Mask.Output(display_name="alpha", tooltip=ALPHA_TOOLTIP)],
+            outputs=[io.Mask.Output(display_name="alpha", tooltip=ALPHA_TOOLTIP),
+                     io.Image.Output(display_name="semantic_classes", tooltip=SEMANTIC_TOOLTIP)],
         )
 
     @classmethod
@@ -181,7 +226,8 @@ class PromptMatteApply(io.ComfyNode):
                 margin: float, merge_objects: bool, prompt=None, caption: str = "") -> io.NodeOutput:
         if resize not in RESIZE or focus not in FOCUS:
             raise PromptError(f"resize must be one of {list(RESIZE)} and focus one of {list(FOCUS)}")
+        side: list = []
         alpha = run_matting(model, image, prompt, transparent=transparent, resolution=resolution,
                             resize=RESIZE[resize], focus=FOCUS[focus], margin=margin, caption=caption,
-                            merge_objects=merge_objects)
-        return io.NodeOutput(alpha, ui={"promptmatte_alpha": [alpha_preview(alpha)]})
+                            merge_objects=merge_objects, side=side)
+        return io.NodeOutput(alpha, side[0].preview(), ui={"promptmatte_alpha": [alpha_preview(alpha)]})

@@ -479,6 +479,8 @@ def test_apply_returns_an_alpha_preview_for_the_editor(c, model, image):
     assert png.mode == "L" and png.size == (IMG, IMG)
     expected = (out.result[0][0].numpy() * 255 + 0.5).astype(np.uint8)
     assert np.abs(np.asarray(png).astype(int) - expected).max() <= 1
+    # SDMatte reports no semantic classes: its semantic_classes output is the image itself
+    assert torch.equal(out.result[1], image.float())
 
 
 def test_auto_precision_follows_the_evidence(mod, monkeypatch):

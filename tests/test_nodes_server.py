@@ -18,12 +18,12 @@ pytestmark = [pytest.mark.server, pytest.mark.golden]
 CKPT = "sdmatte_tiny.safetensors"
 RES = 64
 NODE_IDS = {
-    "PromptMatteModelLoader": "Load SDMatte Model",
+    "PromptMatteModelLoader": "Load Matting Model",
     "PromptMattePoints": "Matte Prompt: Points",
     "PromptMatteBox": "Matte Prompt: Box",
     "PromptMatteMask": "Matte Prompt: Mask",
     "PromptMatteTrimap": "Matte Prompt: Trimap",
-    "PromptMatteApply": "SDMatte Matting",
+    "PromptMatteApply": "Matting",
     "PromptMatteComposite": "Matte Composite",
     "PromptMatteMetrics": "Matte Metrics",
 }
@@ -112,11 +112,11 @@ def test_object_info_lists_the_nodes(client):
     for node_id, name in NODE_IDS.items():
         assert node_id in info, node_id
         assert info[node_id]["display_name"] == name
-        assert info[node_id]["category"] == "matting/SDMatte"
+        assert info[node_id]["category"] == "matting/PromptMatte"
     opts = info["PromptMatteModelLoader"]["input"]["required"]["ckpt_name"]
     names = opts[1]["options"] if opts[0] == "COMBO" else opts[0]
     assert CKPT in names and "SDMatte.pth" in names
-    assert info["PromptMatteApply"]["output"] == ["MASK"]
+    assert info["PromptMatteApply"]["output"] == ["MASK", "IMAGE"]
     assert info["PromptMatteComposite"]["output"] == ["IMAGE", "IMAGE", "IMAGE"]
 
 
