@@ -17,6 +17,7 @@ import importlib
 import importlib.util
 import json
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -74,14 +75,20 @@ def main() -> None:
     parser.add_argument("--sam", default="vit_b", choices=("vit_b", "vit_l", "vit_h"))
     parser.add_argument("--kind", default="box", choices=("box", "point"))
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--write-files", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.write_files:
+        write_random_files(args.write_files, args.sam)
+        return
     torch.set_num_threads(args.threads)
     engine = _import_engine()
     mam = importlib.import_module("promptmatte.mam")
     checkpoint = importlib.import_module("promptmatte.checkpoint")
 
     with tempfile.TemporaryDirectory() as folder:
-        sam_path, m2m_path = write_random_files(Path(folder), args.sam)
+        # Written by a child process, so that making the random tensors leaves nothing in this one.
+        subprocess.run([sys.executable, __file__, "--write-files", folder, "--sam", args.sam], check=True)
+        sam_path, m2m_path = Path(folder) / f"sam_{args.sam}.pth", Path(folder) / "mam_vitb.pth"
         before_load = _rss("VmRSS")
         start = time.perf_counter()
         model = mam.FAMILY.load(checkpoint.read_weights(m2m_path), source_name=m2m_path.name, find_companion=lambda c: sam_path)

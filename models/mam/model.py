@@ -89,27 +89,30 @@ class MattingAnything(nn.Module):
         ([x1/W, y1/H, x2/W, y2/H]; a mask's bounding box for "mask") -> alpha (B, 1, H, W) in [0, 1].
 
         ``prompt_map``, ``transparent`` and ``caption`` are not used (the mask's box is in coords).
+        Images go through one at a time: every step works image by image (batch norms on running
+        statistics), so a batch gives the same mattes with one image's working memory.
         """
         self._check(image, prompt_map, coords, kind)
         with torch.inference_mode():
-            batch, _, height, width = image.shape
-            encoder_input, resized = self.sam.preprocess(image)
-            embeddings = self.sam.image_encoder(encoder_input)
             coords = coords.to(self.device)
-            guides, posts = [], []
-            for n in range(batch):
-                guidance = self.sam.guidance_masks(embeddings[n : n + 1], resized, (height, width), **self._prompt(coords[n], kind, (height, width)))
-                guides.append(guidance.guide)
-                posts.append(guidance.post)
-            alphas = self.m2m(embeddings, encoder_input, torch.cat(guides).to(self.m2m_dtype))
-            del embeddings, encoder_input
-            # The padded square's alphas: crop the resized image, back to the input size.
-            at_input = {
-                name: F.interpolate(a[..., : resized[0], : resized[1]].float(), (height, width), mode="bilinear", align_corners=False)
-                for name, a in alphas.items()
-            }
-            alpha = fuse_alphas(torch.cat(posts).float(), at_input["os8"], at_input["os4"], at_input["os1"])
-        return alpha.to(image.device)
+            alphas = [self._matte(image[n : n + 1], coords[n], kind) for n in range(image.shape[0])]
+            return torch.cat(alphas).to(image.device)
+
+    def _matte(self, image: torch.Tensor, coords: torch.Tensor, kind: str) -> torch.Tensor:
+        """One image (1, 3, H, W) and its prompt row -> alpha (1, 1, H, W) float32."""
+        height, width = image.shape[-2:]
+        encoder_input, resized = self.sam.preprocess(image)
+        embedding = self.sam.image_encoder(encoder_input)
+        guidance = self.sam.guidance_masks(embedding, resized, (height, width), **self._prompt(coords, kind, (height, width)))
+        alphas = self.m2m(embedding, encoder_input, guidance.guide.to(self.m2m_dtype))
+        del embedding, encoder_input
+        # The padded square's alphas: crop the resized image, back to the input size.
+        at_input = {
+            name: F.interpolate(a[..., : resized[0], : resized[1]].float(), (height, width), mode="bilinear", align_corners=False)
+            for name, a in alphas.items()
+        }
+        del alphas
+        return fuse_alphas(guidance.post.float(), at_input["os8"], at_input["os4"], at_input["os1"])
 
     @property
     def m2m_dtype(self) -> torch.dtype:
@@ -118,25 +121,27 @@ class MattingAnything(nn.Module):
     def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
         """Working memory of one forward at (height, width), weights excluded (a reasoned bound).
 
-        The largest of the passes that do not overlap in time, plus what lives across them:
+        Images are matted one at a time, so the batch only adds its alphas (and the uint8 copy
+        SAM's resize makes). For one image, the largest of the passes that do not overlap in
+        time, plus what lives across them:
         - SAM's encoder: ``sam_encoder_bytes`` (token maps and one chunk of attention logits);
-        - M2M at 1024²: about five full-resolution maps of its 32 channels alive at once
-          (conv1's output, its batch norm and activation, the OS1 head's hidden maps) per image;
-        - the fusion at the input size: some ten float maps per image.
-        Live throughout: the encoder input (3 x 1024²) and embedding per image.
+        - M2M at 1024²: three full-resolution maps of its 32 channels alive at once (the last
+          features, kept for the OS1 head, and two of that head's hidden maps in turn);
+        - the fusion at the input size: some ten float maps, beside the three 1024² alphas.
+        Live throughout: the encoder input (3 x 1024²) and the embedding.
         """
         element = torch.finfo(self.dtype).bits // 8
         side = self.sam.config.image_size
         pixels = side * side
-        persistent = batch * (3 * pixels + self.sam.config.out_chans * self.sam.config.grid_size**2) * element
-        encoder = sam_encoder_bytes(self.sam.config, batch, element)
+        persistent = (3 * pixels + self.sam.config.out_chans * self.sam.config.grid_size**2) * element
+        encoder = sam_encoder_bytes(self.sam.config, 1, element)
         m2m_config = self.m2m.config
-        m2m = batch * 5 * max(m2m_config.full_resolution_channels, m2m_config.head_channels) * pixels * element
-        m2m += batch * 3 * pixels * 4  # the three alphas
-        fusion = batch * 10 * height * width * 4 + batch * 3 * pixels * 4
-        # PIL's resize copies: the uint8 image, its resized copy.
-        resize = batch * 3 * (height * width + pixels)
-        return int(persistent + max(encoder, m2m, fusion) + resize)
+        m2m = 3 * max(m2m_config.full_resolution_channels, m2m_config.head_channels) * pixels * element
+        m2m += 3 * pixels * 4  # the three alphas
+        fusion = 10 * height * width * 4 + 3 * pixels * 4
+        resize = 3 * pixels  # PIL's resized uint8 copy
+        per_batch = batch * height * width * (4 + 3)  # the alphas, the uint8 image
+        return int(persistent + max(encoder, m2m, fusion) + resize + per_batch)
 
 
 def sam_encoder_bytes(config, batch: int, element: int) -> int:
