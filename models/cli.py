@@ -8,9 +8,11 @@ import sys
 
 import torch
 
-from .sdmatte.architecture import infer_architecture
 from .checkpoint import read_weights
 from .errors import CheckpointError
+from .loader import source_name
+from .registry import recognise
+from .sdmatte.architecture import infer_architecture
 from .sdmatte.conversion import convert_checkpoint, init_from_sd2
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -19,7 +21,7 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m <pack>.models", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    inspect = commands.add_parser("inspect", help="print the family and architecture read from a checkpoint")
+    inspect = commands.add_parser("inspect", help="print the family (and SDMatte's architecture) read from a checkpoint")
     inspect.add_argument("source")
     convert = commands.add_parser("convert", help="released .pth (or any supported file) -> verified .safetensors")
     convert.add_argument("source")
@@ -38,8 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             weights = read_weights(args.source)
-            arch = infer_architecture({k: tuple(v.shape) for k, v in weights.tensors.items()}, weights.text_heads)
-            print(json.dumps(arch.summary(), indent=1))
+            shapes = {k: tuple(v.shape) for k, v in weights.tensors.items()}
+            family = recognise(shapes, source_name(args.source))
+            summary = {"family": family.name, "title": family.title, "prompt_kinds": list(family.prompt_kinds)}
+            if family.name == "sdmatte":
+                summary.update(infer_architecture(shapes, weights.text_heads).summary())
+            summary["companions"] = [c.file_names[0] for c in family.companions]
+            print(json.dumps(summary, indent=1))
         elif args.command == "convert":
             metadata = convert_checkpoint(args.source, args.destination, dtype)
             print(f"wrote {args.destination} ({metadata['family']}, {metadata['dtype']}); round trip verified")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import re
 import subprocess
 import sys
@@ -22,43 +21,10 @@ import pytest
 import torch
 from PIL import Image
 
+from sim_golden import CLASSIFIER_FILE, MATTING_FILE, write_checkpoints
+
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sim"
 TOLERANCE = 3e-5
-MATTING_FILE, CLASSIFIER_FILE = "ckpt_best.pth", "classifier_resnet50_best.pth.tar"
-
-
-# ----------------------------------------------------------------------------- the golden files
-
-
-def _standardised_fan_in(shapes: dict, key: str) -> int:
-    module, _, _ = key.rpartition(".")
-    parent, _, index = module.rpartition(".")
-    conv = f"{parent}.{int(index) - 1}.weight" if index.isdigit() else ""
-    if key.startswith("decoder.") and conv in shapes and len(shapes[conv]) == 4:
-        return math.prod(shapes[conv][1:])
-    return 1
-
-
-def _fill(tensors: dict, seed: int) -> dict[str, torch.Tensor]:
-    """The fill rule of tests/golden/sim/README.md (same as tools/make_sim_golden.py)."""
-    shapes = {key: tuple(entry["shape"]) for key, entry in tensors.items()}
-    out = {}
-    for index, key in enumerate(sorted(tensors)):
-        shape, dtype = shapes[key], tensors[key]["dtype"]
-        generator = torch.Generator().manual_seed(seed * 100000 + index)
-        if not dtype.startswith("torch.float"):
-            out[key] = torch.zeros(shape, dtype=getattr(torch, dtype.split(".")[1]))
-        elif key.endswith("running_var"):
-            out[key] = (0.5 + torch.rand(shape, generator=generator)) * _standardised_fan_in(shapes, key)
-        elif key.endswith("running_mean"):
-            out[key] = 0.1 * torch.randn(shape, generator=generator)
-        elif len(shape) == 1 and key.endswith("weight"):
-            out[key] = 1 + 0.1 * torch.randn(shape, generator=generator)
-        elif key.endswith("bias"):
-            out[key] = 0.1 * torch.randn(shape, generator=generator)
-        else:
-            out[key] = torch.randn(shape, generator=generator) * math.sqrt(2.0 / math.prod(shape[1:]))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +40,10 @@ def engine(pack):
 @pytest.fixture(scope="module")
 def golden_files(tmp_path_factory):
     """Both weight files as the authors released them (names, nesting, prefixes), rebuilt."""
-    manifest = json.loads((GOLDEN / "manifest.json").read_text())
     folder = tmp_path_factory.mktemp("sim")
-    for name in (MATTING_FILE, CLASSIFIER_FILE):
-        entry = manifest[name]
-        state = _fill(entry["tensors"], entry["seed"])
+    for name, (state, expected_sums) in write_checkpoints(folder).items():
         for key, tensor in state.items():  # the rule still draws the numbers the generator drew
-            assert float(tensor.double().sum()) == pytest.approx(entry["tensors"][key]["sum"], rel=1e-9, abs=1e-9), key
-        prefix = entry["state_dict_prefix"]
-        torch.save({**entry["entries"], "state_dict": {prefix + k: v for k, v in state.items()}}, folder / name)
+            assert float(tensor.double().sum()) == pytest.approx(expected_sums[key], rel=1e-9, abs=1e-9), (name, key)
     return folder
 
 
