@@ -69,7 +69,7 @@ def build_semat(tensors, dtype: torch.dtype | None = None) -> SematModel:
     return model.eval()
 
 
-def load(weights, *, source_name: str = "the checkpoint", device=None, dtype=None, find_companion=None) -> SematModel:
+def load(weights, *, source_name: str = "the checkpoint", device=None, dtype=None, find_companion=None, **_) -> SematModel:
     """The SEMat model from ``weights`` (a ``LoadedWeights``); no companion file is needed."""
     try:
         model = build_semat(weights.tensors, dtype)
