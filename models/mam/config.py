@@ -55,13 +55,18 @@ def _block_count(shapes: Mapping[str, tuple], stage: str) -> int:
     return count
 
 
+# Every tensor of the module lives under one of these (MGMatting-style decoders inside other
+# models carry a prefix such as "decoder." and an encoder beside them).
+TOP_LEVEL_NAMES = frozenset(STAGES + ("conv1", "bn1", "refine_OS1", "refine_OS4", "refine_OS8"))
+
+
 def looks_like_m2m(shapes: Mapping[str, tuple]) -> bool:
-    """True for the M2M module's tensor names (spectral-norm parameters, the three alpha heads)."""
+    """True for the M2M module's tensor names alone (spectral-norm stages, the three alpha heads)."""
     return (
         SIGNATURE_KEY in shapes
         and "conv1.module.weight_bar" in shapes
         and all(f"refine_OS{s}.0.weight" in shapes for s in (1, 4, 8))
-        and not any(key.startswith(("image_encoder.", "mask_decoder.")) for key in shapes)
+        and all(key.split(".", 1)[0] in TOP_LEVEL_NAMES for key in shapes)
     )
 
 

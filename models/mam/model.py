@@ -122,38 +122,19 @@ class MattingAnything(nn.Module):
         """Working memory of one forward at (height, width), weights excluded (a reasoned bound).
 
         Images are matted one at a time, so the batch only adds its alphas (and the uint8 copy
-        SAM's resize makes). For one image, the largest of the passes that do not overlap in
-        time, plus what lives across them:
-        - SAM's encoder: ``sam_encoder_bytes`` (token maps and one chunk of attention logits);
-        - M2M at 1024²: three full-resolution maps of its 32 channels alive at once (the last
-          features, kept for the OS1 head, and two of that head's hidden maps in turn);
-        - the fusion at the input size: some ten float maps, beside the three 1024² alphas.
-        Live throughout: the encoder input (3 x 1024²) and the embedding.
+        SAM's resize makes). For one image, the largest of three passes that do not overlap:
+        - SAM (preprocessing, encoder, one decoder pass): ``SamModel.inference_memory_bytes``;
+        - M2M at 1024², beside the encoder input, the embedding and SAM's mask: three
+          full-resolution maps of its 32 channels alive at once (the last features, kept for
+          the OS1 head, and two of that head's hidden maps in turn) and the three alphas;
+        - the fusion at the input size: the three alphas there and some seven float maps.
         """
         element = torch.finfo(self.dtype).bits // 8
-        side = self.sam.config.image_size
-        pixels = side * side
-        persistent = (3 * pixels + self.sam.config.out_chans * self.sam.config.grid_size**2) * element
-        encoder = sam_encoder_bytes(self.sam.config, 1, element)
-        m2m_config = self.m2m.config
-        m2m = 3 * max(m2m_config.full_resolution_channels, m2m_config.head_channels) * pixels * element
-        m2m += 3 * pixels * 4  # the three alphas
-        fusion = 10 * height * width * 4 + 3 * pixels * 4
-        resize = 3 * pixels  # PIL's resized uint8 copy
+        sam = self.sam.config
+        pixels = sam.image_size**2
+        kept = (3 * pixels + sam.out_chans * sam.grid_size**2) * element + height * width * 4
+        m2m_width = max(self.m2m.config.full_resolution_channels, self.m2m.config.head_channels)
+        m2m = kept + 3 * m2m_width * pixels * element + 3 * pixels * 4
+        fusion = 3 * pixels * 4 + 10 * height * width * 4
         per_batch = batch * height * width * (4 + 3)  # the alphas, the uint8 image
-        return int(persistent + max(encoder, m2m, fusion) + resize + per_batch)
-
-
-def sam_encoder_bytes(config, batch: int, element: int) -> int:
-    """SAM's ViT at its input size: the token map, its MLP's hidden map, qkv, one attention chunk.
-
-    Global blocks attend in query chunks of ``ATTENTION_QUERY_CHUNK`` rows: the relative-position
-    bias and the logits of one chunk are (heads, chunk, tokens) each.
-    """
-    from ..sam.image_encoder import ATTENTION_QUERY_CHUNK
-
-    tokens = config.grid_size**2
-    token_maps = tokens * config.embed_dim * (3 + 3 + config.mlp_ratio)  # x, its norm, attention out; qkv; MLP
-    chunk = min(ATTENTION_QUERY_CHUNK, tokens)
-    attention = 3 * config.num_heads * chunk * tokens  # bias, logits, softmax
-    return int(batch * (token_maps + attention) * element)
+        return int(max(self.sam.inference_memory_bytes(1, height, width), m2m, fusion) + per_batch)
