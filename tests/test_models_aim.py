@@ -303,7 +303,7 @@ _PEAK_SCRIPT = textwrap.dedent(
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc: Linux only")
 def test_memory_estimate_is_within_2x_of_the_measured_peak(pack, checkpoint):
-    height, width = 512, 640
+    height, width = 384, 480
     script = _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width)
     holder = Path(pack.__path__[0]).parent
     done = subprocess.run([sys.executable, "-c", script, str(checkpoint)], capture_output=True, text=True, cwd=str(holder))
