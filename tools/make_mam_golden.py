@@ -359,7 +359,6 @@ def main():
     ys, xs = np.nonzero(mask)
     cases["mask.prompt_map"] = mask
     record("mask", ["landscape"], [land], {"kind": "mask", "pixels": [[xs.min(), ys.min(), xs.max(), ys.max()]]})
-    record("batch_box", ["landscape", "second"], [land, second], {"kind": "box", "pixels": [[8, 5, 100, 80], [30, 20, 119, 89]]})
     record("batch_point", ["landscape", "second"], [land, second], {"kind": "point", "pixels": [[[61, 40], [20, 70]], [[90, 30], [50, 50]]]})
 
     np.savez_compressed(out / "images.npz", landscape=land, portrait=port, second=second)
