@@ -1,10 +1,11 @@
 """Matting Anything (Li et al., 2023): SAM's mask and features refined into an alpha matte.
 
-One forward, as the authors' ``sam_m2m.forward_inference`` and their demo's post-processing:
+One forward, as the authors' ``sam_m2m.forward_inference`` and their demo's post-processing,
+image by image:
 
 1. SAM's preprocessing: 8-bit pixels, PIL bilinear resize of the longest side to 1024,
    normalisation in 0-255 units, zero padding to 1024² (``models/sam/transforms.py``);
-2. SAM's image encoder -> embedding (B, 256, 64, 64); per image its prompt (all clicks as one
+2. SAM's image encoder -> embedding (1, 256, 64, 64); the image's prompt (all clicks as one
    positive multi-point prompt, or a box) -> three masks, the one with the highest predicted IoU
    kept, binarised at 256² (M2M's guide) and at the input size (the "post" mask);
 3. the M2M module -> alphas at output strides 8, 4, 1 (1024²), cropped to the resized image and
@@ -35,6 +36,8 @@ def click_count(coords: torch.Tensor) -> int:
 
 
 class MattingAnything(nn.Module):
+    """SAM (``sam``, any released size) + the Mask-to-Matte module (``m2m``); the family's forward."""
+
     family = "mam"
     prompt_kinds = PROMPT_KINDS
     works_at_input_size = True
