@@ -21,7 +21,7 @@ stops with a message saying both sizes and what to do.
 
 This node turns the state into
 
-- ``prompt``: a PROMPTMATTE_PROMPT (list of ``matting.Prompt``) for "SDMatte Matting";
+- ``prompt``: a PROMPTMATTE_PROMPT (list of ``matting.Prompt``) for "Matting";
 - ``points``: the clicks as KJNodes Points Editor JSON ``[{"x": .., "y": ..}]``;
 - ``bbox``: a BBOX, KJNodes' default format: a list of ``(x_min, y_min, x_max, y_max)``
   (empty list when no box is drawn),
@@ -284,7 +284,7 @@ class PromptMatteEditor(io.ComfyNode):
                 ),
             ],
             outputs=[
-                MattePromptType.Output(display_name="prompt", tooltip="The prompt for SDMatte Matting."),
+                MattePromptType.Output(display_name="prompt", tooltip="The prompt for Matting."),
                 io.String.Output(
                     display_name="points",
                     tooltip=(

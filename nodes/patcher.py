@@ -89,7 +89,7 @@ def make_streamable(module: torch.nn.Module) -> int:
     return n
 
 
-class SDMatteModule(torch.nn.Module):
+class MattingModule(torch.nn.Module):
     """What the ModelPatcher holds when the network's ``device`` is read-only (ModelPatcher writes
     ``model.device``); the network is ``.net`` (use ``network(patcher)`` to get it either way)."""
 
@@ -102,7 +102,7 @@ class SDMatteModule(torch.nn.Module):
 def network(patcher) -> torch.nn.Module:
     """The matting network inside a PROMPTMATTE_MODEL."""
     m = patcher.model
-    return m.net if isinstance(m, SDMatteModule) else m
+    return m.net if isinstance(m, MattingModule) else m
 
 
 def _settable_device(model: torch.nn.Module) -> bool:
@@ -148,7 +148,7 @@ def load_patcher(path: str, precision: str = "auto", find_companion=None, compan
         net = load_matting_model(path, device=offload_device, dtype=dtype, find_companion=find_companion)
         net.eval().requires_grad_(False)
         make_streamable(net)
-        model = net if _settable_device(net) else SDMatteModule(net, offload_device)
+        model = net if _settable_device(net) else MattingModule(net, offload_device)
         patcher = comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
         _cache[key] = patcher
         return patcher

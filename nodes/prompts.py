@@ -1,7 +1,7 @@
 """Prompt nodes: points, box, mask and trimap -> PROMPTMATTE_PROMPT (a list of matting.Prompt).
 
 A list with one prompt applies to every image; a list of N prompts pairs with N images, or gives
-N alphas for one image (see 'SDMatte Matting'). Coordinates are pixels of the image to matte.
+N alphas for one image (see 'Matting'). Coordinates are pixels of the image to matte.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from .types import CATEGORY, MattePromptType
 
 _MAX = 16384
 
-PROMPT_TOOLTIP = ("Prompt(s) for 'SDMatte Matting'. One prompt is used for every image; a batch of "
+PROMPT_TOOLTIP = ("Prompt(s) for 'Matting'. One prompt is used for every image; a batch of "
                   "prompts pairs with a batch of images, or gives one alpha per prompt for one image.")
 
 
@@ -177,9 +177,10 @@ class PromptMatteTrimap(io.ComfyNode):
             display_name="Matte Prompt: Trimap",
             category=CATEGORY,
             description=(
-                "A trimap (sure subject / unknown edge band / sure background) as a matting prompt. "
-                "The released SDMatte weights were trained with point, box and mask prompts; a trimap "
-                "runs the authors' code path for it without that guarantee: compare with a mask prompt."),
+                "A trimap (sure subject / unknown edge band / sure background) as a matting prompt: what "
+                "SIM takes. The released SDMatte weights were trained with point, box and mask prompts; a "
+                "trimap runs the authors' code path for it without that guarantee: compare with a mask "
+                "prompt."),
             inputs=[
                 io.Mask.Input("trimap", optional=True,
                               tooltip="Trimap MASK: 1 sure subject, 0.5 unknown, 0 sure background "

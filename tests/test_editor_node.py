@@ -68,7 +68,7 @@ def text_of(result, node):
 def test_editor_node_is_registered(comfy_client):
     info = comfy_client.object_info("PromptMatteEditor")["PromptMatteEditor"]
     assert info["display_name"] == "Matte Prompt Editor"
-    assert info["category"] == "matting/SDMatte"
+    assert info["category"] == "matting/PromptMatte"
     assert info["output"] == ["PROMPTMATTE_PROMPT", "STRING", "BBOX"]
     assert info["output_name"] == ["prompt", "points", "bbox"]
     assert info["input"]["required"]["image"][0] == "IMAGE"

@@ -52,7 +52,7 @@ pytestmark = [pytest.mark.inprocess]
 def test_registered_with_tooltips(c):
     cls = c["PromptMatteMetrics"]
     info = cls.GET_NODE_INFO_V1()
-    assert info["category"] == "matting/SDMatte"
+    assert info["category"] == "matting/PromptMatte"
     assert info["display_name"] == "Matte Metrics"
     assert set(info["input"]["required"]) == {"alpha", "ground_truth"}
     assert set(info["input"]["optional"]) == {"trimap"}
@@ -163,7 +163,7 @@ def test_bad_input_is_a_clear_error(c):
 def test_in_a_workflow_on_the_server(comfy_client):
     client = comfy_client
     info = client.object_info("PromptMatteMetrics")["PromptMatteMetrics"]
-    assert info["display_name"] == "Matte Metrics" and info["category"] == "matting/SDMatte"
+    assert info["display_name"] == "Matte Metrics" and info["category"] == "matting/PromptMatte"
 
     gt = np.zeros((60, 80), np.uint8)
     gt[10:50, 20:60] = 255
