@@ -8,7 +8,7 @@ from .errors import CheckpointError
 from .family import Family, ShapeMap
 
 # One entry per family folder under models/, in the order they are asked. Each exports FAMILY.
-FAMILY_MODULES = ("sdmatte", "sim", "mam", "semat")
+FAMILY_MODULES = ("sdmatte", "sim", "mam", "semat", "aim")
 
 
 def families() -> tuple[Family, ...]:

@@ -17,7 +17,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Trimap values of the 3-class head's argmax (background, unknown, foreground).
 TRIMAP_VALUES = (0, 128, 255)
-PROMPTED_FAMILIES = "MAM (points, boxes, masks), SDMatte (points, boxes, masks, trimaps), SIM and SEMat (trimaps)"
 
 
 class AIMModel(nn.Module):
@@ -94,7 +93,7 @@ class AIMModel(nn.Module):
         if kind not in PROMPT_KINDS:
             raise ValueError(
                 f"AIM is automatic and takes no prompt (got {kind!r}): disconnect the prompt input. "
-                f"For points, boxes, masks or trimaps use a family that takes them: {PROMPTED_FAMILIES}"
+                f"For a {kind} prompt use a family that takes one: {_families_taking(kind)}"
             )
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"image must be (batch, 3, height, width) RGB in [0, 1], got shape {tuple(image.shape)}")
@@ -119,6 +118,14 @@ class AIMModel(nn.Module):
         # Per batch: the float input, its uint8 copy and the float32 result.
         per_batch = batch * height * width * (3 * 4 + 3 + 4)
         return int(per_batch + _per_image_bytes(height, width, element))
+
+
+def _families_taking(kind: str) -> str:
+    """The registered families that accept ``kind``, with every prompt they take (for the error)."""
+    from ..registry import families  # noqa: PLC0415  (the registry imports the families)
+
+    taking = [family for family in families() if kind in family.prompt_kinds]
+    return "; ".join(f"{family.title} ({', '.join(family.prompt_kinds)})" for family in taking) or "none is registered"
 
 
 def _per_image_bytes(height: int, width: int, element: int) -> float:
