@@ -93,6 +93,7 @@ def main() -> None:
         start = time.perf_counter()
         model = mam.FAMILY.load(checkpoint.read_weights(m2m_path), source_name=m2m_path.name, find_companion=lambda c: sam_path)
         load_seconds = time.perf_counter() - start
+        loaded_resident = _rss("VmRSS") - before_load  # memory-mapped weights: pages come when first used
         weights_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
         generator = torch.Generator().manual_seed(0)
@@ -112,7 +113,7 @@ def main() -> None:
         assert alpha.shape == (1, 1, args.size, args.size)
     print(f"MAM ({args.sam} SAM + M2M [2, 3, 3, 2]) at {args.size}x{args.size}, {args.kind} prompt, {args.threads} threads")
     print(f"  torch {torch.__version__}; engine {engine.__name__}")
-    print(f"  load: {load_seconds:.1f} s; weights {weights_bytes / 2**20:.0f} MiB (resident after load +{(_rss('VmRSS') - before_load) / 2**20:.0f} MiB)")
+    print(f"  load: {load_seconds:.1f} s; weights {weights_bytes / 2**20:.0f} MiB (resident right after load +{loaded_resident / 2**20:.0f} MiB)")
     print(f"  latency: {', '.join(f'{s:.2f}' for s in latencies)} s (best {min(latencies):.2f} s)")
     print(f"  working memory (VmHWM above the loaded model): {min(peaks) / 2**20:.0f} MiB; "
           f"estimate inference_memory_bytes: {model.inference_memory_bytes(1, args.size, args.size) / 2**20:.0f} MiB")
