@@ -232,8 +232,7 @@ def test_recogniser_reads_names_and_shapes(pack, semat):
         shapes = _shapes(variant)
         assert semat.FAMILY.recognises(shapes)
         assert (semat.HQ_TOKEN_KEY in shapes) == (variant == "hq")
-        if "semat" in registry.FAMILY_MODULES:
-            assert registry.recognise(shapes).name == "semat"
+        assert registry.recognise(shapes, f"semat_{variant}_tiny.pth").name == "semat"
     shapes = _shapes("sam")
     plain_sam = {k[len("sam_model.") :]: v for k, v in shapes.items() if k.startswith("sam_model.") and "matting" not in k}
     assert not semat.FAMILY.recognises(plain_sam)
@@ -284,6 +283,13 @@ def test_incomplete_and_damaged_files_are_clear_errors(pack, semat, checkpoint, 
     truncated.write_bytes(files["sam"].read_bytes()[: 1 << 20])
     with pytest.raises(errors.CheckpointError, match="truncated or corrupt"):
         checkpoint.read_weights(truncated)
+
+
+def test_the_packs_loader_recognises_and_loads_both_variants(pack, files):
+    engine = importlib.import_module(f"{pack.__name__}.models")
+    for variant, path in files.items():
+        model = engine.load_matting_model(path)
+        assert model.family == "semat" and model.variant == ("hq-sam" if variant == "hq" else "sam")
 
 
 def test_rebuilt_checkpoint_is_detectron2s_layout(files):

@@ -19,6 +19,8 @@ from torch import nn
 # the image). Not stored in the checkpoint.
 MATTING_LOGITS_DIVISOR = 6.5
 BATCH_NORM_EPS = 1e-5  # torch's BatchNorm2d default, which detectron2's NaiveSyncBatchNorm keeps
+BANDED_KERNEL = 7  # kernels this large or larger run in bands of rows (see ConvNormGelu)
+BAND_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -119,13 +121,31 @@ class UpBlock(nn.Module):
 
 
 class ConvNormGelu(nn.Module):
+    """conv (stride 1, same padding) -> norm -> GELU: (B, in, H, W) -> (B, out, H, W).
+
+    Large kernels run in bands of ``BAND_ROWS`` output rows: torch's CPU convolution unfolds
+    the input for a k x k kernel into a k² x H x W buffer (709 MB for the 13x13 stem at 1024²),
+    so a band bounds that buffer to k² x BAND_ROWS x W. Each output pixel sees the same inputs.
+    """
+
     def __init__(self, in_channels: int, out_channels: int, kernel: int, device=None, dtype=None):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel, 1, kernel // 2, device=device, dtype=dtype)
         self.norm = FrozenBatchNorm2d(out_channels, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.gelu(self.norm(self.conv(x)))
+        kernel = self.conv.kernel_size[0]
+        if kernel < BANDED_KERNEL or x.shape[-2] <= BAND_ROWS:
+            return F.gelu(self.norm(self.conv(x)))
+        pad = kernel // 2
+        height = x.shape[-2]
+        padded = F.pad(x, (0, 0, pad, pad))  # rows only: columns are padded by the convolution
+        out = x.new_empty(x.shape[0], self.conv.out_channels, height, x.shape[-1])
+        for top in range(0, height, BAND_ROWS):
+            bottom = min(top + BAND_ROWS, height)
+            band = F.conv2d(padded[:, :, top : bottom + 2 * pad], self.conv.weight, self.conv.bias, padding=(0, pad))
+            out[:, :, top:bottom] = F.gelu(self.norm(band))
+        return out
 
 
 class DetailDecoder(nn.Module):

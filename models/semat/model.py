@@ -183,26 +183,35 @@ class SematModel(nn.Module):
 
         Reasoned from the largest tensors alive at once (e bytes per element, S = 1024² pixels,
         T = one image's ViT tokens, 64² x C x e):
-        - encoder: the frame and its box-mask input (7 S e); the four global features kept for
-          the decoders (4 T); in a global block the residual, the norm, qkv and the attention
-          output (6 T) plus per 1024-row query chunk the relative-position bias, scores and
-          softmax (3 x heads x 1024 x 4096 x e); in the MLP the 4C hidden layer and its GELU (8 T);
-        - detail decoder (dominates): the frame, logits and their concatenation (~12 S e), the
-          last up block's input upsampled (widest up input), its conv outputs, norms and GELUs
-          (~4 x widest up output), and the stem's two outputs (2 x its width);
+        - always: the normalised frame and the upscaled matting logits (3 + T' channels of S e),
+          the four global-block features (4 T);
+        - encoder: the box-mask input (4 S e); in a global block the residual, the norm, qkv and
+          the attention output (6 T) plus per 1024-row query chunk the relative-position bias,
+          scores and softmax (3 x heads x 1024 x 4096 x e); in the MLP the 4C hidden layer and
+          its GELU (8 T);
+        - detail decoder, the larger of: a stem layer's input, its row-padded copy and its output
+          (plus one band's unfolded input, k² x 64 rows x 1024, and its outputs); the last up
+          block's half-resolution input, that input upsampled for the shortcut and three
+          outputs (stage, shortcut, convolution workspace);
         - the float input and output at (height, width) for the whole batch.
         """
+        from .detail_decoder import BAND_ROWS
+
         c = self.config
         e = torch.finfo(self.dtype).bits // 8
         s = FRAME * FRAME
-        tokens = (FRAME // c.sam.patch_size) ** 2 * c.sam.embed_dim * e
         grid = (FRAME // c.sam.patch_size) ** 2
+        tokens = grid * c.sam.embed_dim * e
         attention = 6 * tokens + 3 * c.sam.num_heads * min(1024, grid) * grid * e
         mlp = (2 + 2 * c.sam.mlp_ratio) * tokens
-        encoder = 7 * s * e + 4 * tokens + max(attention, mlp)
+        encoder = 4 * s * e + max(attention, mlp)
         d = c.detail
-        widest_stem = max(d.stem_channels, default=d.input_channels)
-        last_up_in = d.up_channels[-2] if len(d.up_channels) > 1 else d.down_channels[-1]
-        detail = s * e * (12 + max(2 * widest_stem + d.input_channels, last_up_in + 4 * d.up_channels[-1]))
+        widths = (d.input_channels,) + d.stem_channels
+        stem = max((2 * a + b for a, b in zip(widths[:-1], widths[1:])), default=0) * s * e
+        if d.stem_channels:
+            stem += (d.stem_kernel**2 + 2 * max(d.stem_channels)) * BAND_ROWS * FRAME * e
+        last_in = d.up_channels[-2] if len(d.up_channels) > 1 else d.down_channels[-1]
+        up = (last_in / 4 + last_in + 3 * d.up_channels[-1]) * s * e
+        kept = (3 + c.matting.matting_token_count) * s * e + 4 * tokens
         io = batch * height * width * (3 + 2) * 4
-        return int(max(encoder, detail) + 4 * tokens + io)
+        return int(kept + max(encoder, stem, up) + io)
