@@ -2,8 +2,9 @@
 // exactly what ComfyUI itself saves (UI format, loadable by drag and drop and listed as
 // templates of the pack). Run against a server that has PromptMatte loaded:
 //
-//   node tests/browser/make_workflows.mjs http://127.0.0.1:8188 [out_dir]
+//   node tests/browser/make_workflows.mjs http://127.0.0.1:8188 [out_dir] [file prefix ...]
 //
+// With file prefixes (e.g. 06 07), only the workflows whose file names start with one are written.
 // Nodes of third-party packs (not installed on the server) are added as raw serialised
 // nodes with the inputs, outputs and widget values read from that pack's source.
 import fs from "node:fs";
@@ -14,6 +15,7 @@ import { launch, openComfy, log } from "./lib.mjs";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const url = process.argv[2];
 const outDir = process.argv[3] || path.resolve(here, "../../workflows");
+const only = process.argv.slice(4);
 if (!url) {
   console.error("usage: node make_workflows.mjs <comfyui url> [out dir]");
   process.exit(2);
@@ -40,6 +42,12 @@ const EDITOR_HELP = [
   "shift-click = remove the nearest point · Clear = start again. With a box, matting uses the box.",
   "After a run the matte is tinted over the image: click where it is still wrong and run again.",
 ];
+
+// The other families: their weights are on the authors' Google Drive (SAM on Meta's server), so the
+// loader cannot fetch them; the Note says which file goes where and whose repository page links it.
+const familyNote = (title, lines) =>
+  [`PromptMatte example workflow: ${title}.`, "", ...lines].join("\n");
+const MANUAL = "'Load Matting Model' cannot download these: get them from the link in the authors' repository README";
 
 const WORKFLOWS = [
   {
@@ -340,6 +348,182 @@ const WORKFLOWS = [
   },
 ];
 
+WORKFLOWS.push(
+  {
+    file: "06_mam_click_or_box.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      {
+        id: "model",
+        type: "PromptMatteModelLoader",
+        pos: [0, 420],
+        widgets: { ckpt_name: "mam_vitb.pth", companion: "auto" },
+      },
+      {
+        id: "editor",
+        type: "PromptMatteEditor",
+        pos: [COL, 0],
+        size: [420, 520],
+        widgets: { editor_state: JSON.stringify(EXAMPLE_POINTS) },
+      },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 450, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL + 450, 360], widgets: { background: "transparent" } },
+      { id: "save", type: "SaveImage", pos: [COL + 780, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/mam_cutout" } },
+    ],
+    links: [
+      ["load", "IMAGE", "editor", "image"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["editor", "prompt", "apply", "prompt"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 560],
+      size: [760, 320],
+      text: familyNote("MAM (Matting Anything) from clicks or a box", [
+        "Load Image → Matte Prompt Editor → Matting → Matte Composite → Save Image (a transparent PNG cut-out).",
+        "",
+        `Weights (two files). ${MANUAL}:`,
+        "• mam_vitb.pth → ComfyUI/models/matting/ — MAM's checkpoint, from SHI-Labs/Matting-Anything",
+        "  (github.com/SHI-Labs/Matting-Anything).",
+        "• sam_vit_b_01ec64.pth → ComfyUI/models/sams/ — Segment Anything ViT-B, which MAM runs on, from",
+        "  facebookresearch/segment-anything (github.com/facebookresearch/segment-anything, Meta's download link).",
+        "  'Load Matting Model' finds it with companion = auto (also in models/matting or beside mam_vitb.pth);",
+        "  pick a file in 'companion' to use another one.",
+        "",
+        "MAM takes clicks, a box or a mask (not a trimap).",
+        ...EDITOR_HELP,
+      ]),
+    },
+  },
+  {
+    file: "07_semat_box.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SEMat_SAM.pth" } },
+      {
+        id: "editor",
+        type: "PromptMatteEditor",
+        pos: [COL, 0],
+        size: [420, 520],
+        widgets: { editor_state: JSON.stringify(EXAMPLE_BOX) },
+      },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 450, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL + 450, 360], widgets: { background: "transparent" } },
+      { id: "save", type: "SaveImage", pos: [COL + 780, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/semat_cutout" } },
+    ],
+    links: [
+      ["load", "IMAGE", "editor", "image"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["editor", "prompt", "apply", "prompt"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 560],
+      size: [760, 280],
+      text: familyNote("SEMat from a box", [
+        "Load Image → Matte Prompt Editor (a box) → Matting → Matte Composite → Save Image (a transparent PNG cut-out).",
+        "",
+        `Weights (one file). ${MANUAL}:`,
+        "• SEMat_SAM.pth → ComfyUI/models/matting/ — SEMat on Segment Anything, from XiaRho/SEMat",
+        "  (github.com/XiaRho/SEMat). The SAM it builds on is inside that file.",
+        "Licence: the SEMat weights are CC BY-NC 4.0 — non-commercial use only.",
+        "",
+        "SEMat takes a box, a mask, or no prompt at all (disconnect Matting's 'prompt'); clicks are refused,",
+        "so drag a box around the subject in the editor (with a box, clicks are ignored).",
+        ...EDITOR_HELP,
+      ]),
+    },
+  },
+  {
+    file: "08_sim_trimap_semantic_classes.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "ckpt_best.pth", companion: "auto" } },
+      { id: "trimap", type: "PromptMatteTrimap", pos: [COL, 0], widgets: { erode: 12, dilate: 12 } },
+      { id: "tview", type: "MaskToImage", pos: [COL, 200] },
+      { id: "tprev", type: "PreviewImage", pos: [COL, 290], size: [260, 300] },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 290, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL + 290, 360] },
+      { id: "save", type: "SaveImage", pos: [COL + 620, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/sim_trimap" } },
+      { id: "cprev", type: "PreviewImage", pos: [COL + 620, 400], size: [320, 360] },
+    ],
+    links: [
+      ["load", "MASK", "trimap", "mask"],
+      ["trimap", "trimap", "tview", "mask"],
+      ["tview", "IMAGE", "tprev", "images"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["trimap", "prompt", "apply", "prompt"],
+      ["apply", "semantic_classes", "cprev", "images"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 620],
+      size: [760, 320],
+      text: familyNote("SIM (Semantic Image Matting) from a trimap, with its semantic classes", [
+        "Load Image (painted mask) → Matte Prompt: Trimap → Matting → Matte Composite → Save Image.",
+        "",
+        `Weights (two files). ${MANUAL} nowsyn/SIM (github.com/nowsyn/SIM):`,
+        "• ckpt_best.pth → ComfyUI/models/matting/ — the matting network.",
+        "• classifier_resnet50_best.pth.tar → beside it in ComfyUI/models/matting/ — its semantic classifier",
+        "  ('Load Matting Model' finds it with companion = auto, or pick it in 'companion').",
+        "Licence: the SIM repository has no licence file, so the terms of these weights are unknown —",
+        "ask the authors before using them beyond research.",
+        "",
+        "SIM takes a trimap only. Paint the subject roughly in Load Image's MaskEditor (right-click → Open in",
+        "MaskEditor, then Save). 'Matte Prompt: Trimap' erodes it (sure subject) and dilates it (sure background);",
+        "SIM solves the band between. Previews: the trimap (white / grey / black) and Matting's second output",
+        "'semantic_classes': every unknown pixel in the colour of the matting pattern (semantic class) SIM's",
+        "classifier found there, over the image.",
+      ]),
+    },
+  },
+  {
+    file: "09_aim_automatic.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      {
+        id: "model",
+        type: "PromptMatteModelLoader",
+        pos: [0, 420],
+        widgets: { ckpt_name: "aimnet_pretrained_matting.pth" },
+      },
+      { id: "apply", type: "PromptMatteApply", pos: [COL, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL, 360] },
+      { id: "save", type: "SaveImage", pos: [COL + 330, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/aim_cutout" } },
+    ],
+    links: [
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 560],
+      size: [760, 220],
+      text: familyNote("AIM (automatic image matting), no prompt", [
+        "Load Image → Matting (nothing connected to 'prompt') → Matte Composite → Save Image (a transparent PNG).",
+        "",
+        `Weights (one file). ${MANUAL}:`,
+        "• aimnet_pretrained_matting.pth → ComfyUI/models/matting/ — AIM's pretrained matting network, from",
+        "  JizhiziLi/AIM (github.com/JizhiziLi/AIM).",
+        "",
+        "AIM takes no prompt: it finds the salient foreground (people, animals, objects) by itself. Leave",
+        "Matting's 'prompt' input unconnected.",
+      ]),
+    },
+  },
+);
+
 async function build(page, wf) {
   return await page.evaluate((wf) => {
     const { app, LiteGraph } = window;
@@ -431,6 +615,7 @@ try {
   await openComfy(page, url);
   fs.mkdirSync(outDir, { recursive: true });
   for (const wf of WORKFLOWS) {
+    if (only.length && !only.some((prefix) => wf.file.startsWith(prefix))) continue;
     const { ids, graph } = await build(page, wf);
     addExternal(graph, wf, ids);
     graph.extra = { ...(graph.extra || {}), ds: { scale: 0.8, offset: [80, 100] } };
