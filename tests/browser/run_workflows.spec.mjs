@@ -5,10 +5,10 @@
 //   node tests/browser/run_workflows.spec.mjs <url> '<json config>'
 //
 // config: {
-//   ckpt: checkpoint to select in every "Load Matting Model",
+//   ckpt: checkpoint to select in every "Load Matting Model" (a run's own ckpt wins),
 //   resolution: working resolution for every "Matting",
 //   runs: [{ name, workflow (path), image (uploaded input name), editor_state (object),
-//            expect: "success" | "rejected", timeoutMs }]
+//            ckpt (optional: this run's checkpoint, e.g. a family's tiny one), timeoutMs }]
 // }
 // Prints one JSON line: {ok, runs: {name: {prompt (class types by id), outputs | rejection}}}.
 import fs from "node:fs";
@@ -50,7 +50,7 @@ await main(async () => {
             return { prompt, rejection: err.response ?? String(err) };
           }
         },
-        { run, ckpt: cfg.ckpt, resolution: cfg.resolution },
+        { run, ckpt: run.ckpt ?? cfg.ckpt, resolution: cfg.resolution },
       );
       const entry = { prompt: queued.prompt };
       if (queued.rejection) {
