@@ -40,6 +40,9 @@ BLOCKS = (2, 1, 2, 1)  # residual blocks in layer1..layer4 (the release: 3, 4, 6
 # (height, width) of the seeded single images; the batch is two images of BATCH_SIZE.
 SINGLE_SIZES = ((200, 300), (333, 257))
 BATCH_SIZE = (160, 224)
+# Shorter side over 1080 (the 1080 rule and the resize back); its alpha is stored sampled, see main.
+LARGE_SIZE = (1100, 1088)
+LARGE_ALPHA_STEP = 7
 # The encoderN.* entries are the same modules as resnet.*: alias -> original prefix.
 ALIASES = (("encoder0.0.", "resnet.conv1."), ("encoder0.1.", "resnet.bn1."), ("encoder1.0.", "resnet.layer1."),
            ("encoder2.", "resnet.layer2."), ("encoder3.", "resnet.layer3."), ("encoder4.", "resnet.layer4."))
@@ -94,7 +97,7 @@ def weights_digest(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def seeded_image(height: int, width: int, seed: int) -> np.ndarray:
+def seeded_image(height: int, width: int, seed: int, noise: float = 0.03) -> np.ndarray:
     """A uint8 RGB image with structure (a bright blob on a textured background, smooth edges)."""
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
@@ -104,7 +107,7 @@ def seeded_image(height: int, width: int, seed: int) -> np.ndarray:
     background = 0.5 + 0.25 * np.sin(x / rng.uniform(5, 15)) * np.cos(y / rng.uniform(5, 15))
     colour = rng.uniform(0.2, 1.0, size=3)
     image = blob[..., None] * colour + (1 - blob[..., None]) * background[..., None] * rng.uniform(0.3, 1.0, size=3)
-    image += rng.normal(0, 0.03, size=image.shape)
+    image += rng.normal(0, noise, size=image.shape)
     return np.clip(np.round(image * 255), 0, 255).astype(np.uint8)
 
 
@@ -118,20 +121,26 @@ def authors_model(authors: Path):
 
 
 def authors_predict(test_module, model, image: np.ndarray) -> dict[str, np.ndarray]:
-    """``test_samples``' steps for one image (without its uint8 file write): 1080 rule,
-    ``inference_img`` (HYBRID), resize back; plus the 1/4 run's trimap for diagnosis."""
+    """``test_samples``' steps for one image, without its file writes: the 1080 rule (OpenCV
+    bilinear on uint8), ``inference_img`` (HYBRID), the 0-255 alpha resized back with OpenCV
+    (then divided by 255: ``test_samples`` casts it to uint8 for its PNG, we keep the floats);
+    plus the 1/4 run's trimap for diagnosis."""
     import cv2
 
     args = types.SimpleNamespace(cuda=False, test_choice="HYBRID")
     h, w, _ = image.shape
-    assert min(h, w) <= test_module.SHORTER_PATH_LIMITATION  # larger ones: see the resize cases
+    limit = test_module.SHORTER_PATH_LIMITATION
+    if min(h, w) > limit:
+        if h >= w:
+            image = cv2.resize(image, (limit, int(limit * h / w)), interpolation=cv2.INTER_LINEAR)
+        else:
+            image = cv2.resize(image, (int(limit * w / h), limit), interpolation=cv2.INTER_LINEAR)
     captured = {}
     original_once = test_module.inference_once
 
     def capturing_once(args_, model_, scale_img, scale_trimap=None):
         result = original_once(args_, model_, scale_img, scale_trimap)
         captured.setdefault("trimap_quarter", result[0])
-        captured.setdefault("scale_img_quarter", scale_img)
         return result
 
     test_module.inference_once = capturing_once
@@ -140,7 +149,8 @@ def authors_predict(test_module, model, image: np.ndarray) -> dict[str, np.ndarr
             predict = test_module.inference_img(args, model, image)
     finally:
         test_module.inference_once = original_once
-    del cv2
+    if predict.shape != (h, w):
+        predict = cv2.resize(predict * 255.0, (w, h), interpolation=cv2.INTER_LINEAR) / 255.0
     return {"alpha": predict.astype(np.float32), "trimap_quarter": captured["trimap_quarter"].astype(np.uint8)}
 
 
@@ -160,11 +170,11 @@ def resize_cases(rng: np.random.Generator) -> dict[str, np.ndarray]:
     trimap[8:24, 16:48] = 255
     trimap[:, :4] = 0
     cases["sk.trimap"] = trimap
-    for out in ((200, 300), (160, 160), (333, 257)):
+    for out in ((120, 180), (96, 96), (150, 117)):
         cases[f"sk.trimap.{out[0]}x{out[1]}"] = resize(trimap, out) * 255.0
     local = rng.random((48, 64)).astype(np.float32)
     cases["sk.local"] = local
-    cases["sk.local.200x300"] = resize(local, (200, 300))
+    cases["sk.local.100x150"] = resize(local, (100, 150))
     # The transform scikit-image estimates, for many size pairs.
     from skimage.transform import AffineTransform
 
@@ -240,6 +250,17 @@ def main() -> None:
             outputs[f"{name}.{key}"] = value
         unknown = float(((result["trimap_quarter"] != 0) & (result["trimap_quarter"] != 255)).mean())
         print(f"{name}: {width}x{height}, quarter trimap unknown fraction {unknown:.2f}, classes {np.unique(result['trimap_quarter'])}")
+    # The large case: its PNG without noise (small file); its alpha every LARGE_ALPHA_STEP-th
+    # row and column plus the full 64x64 corners (the whole float map would be ~4 MB).
+    image = seeded_image(*LARGE_SIZE, SEED + 200, noise=0.0)
+    Image.fromarray(image).save(args.out / "images" / "large0.png", optimize=True)
+    result = authors_predict(test_module, model, image)
+    outputs["large0.alpha_sampled"] = result["alpha"][::LARGE_ALPHA_STEP, ::LARGE_ALPHA_STEP]
+    outputs["large0.alpha_top_left"] = result["alpha"][:64, :64]
+    outputs["large0.alpha_bottom_right"] = result["alpha"][-64:, -64:]
+    outputs["large0.trimap_quarter"] = result["trimap_quarter"]
+    unknown = float((result["trimap_quarter"] == 128).mean())
+    print(f"large0: {LARGE_SIZE[1]}x{LARGE_SIZE[0]}, quarter trimap unknown fraction {unknown:.2f}, classes {np.unique(result['trimap_quarter'])}")
     np.savez_compressed(args.out / "cases.npz", **outputs)
     np.savez_compressed(args.out / "resize_cases.npz", **resize_cases(np.random.default_rng(SEED)))
     commit = subprocess.run(["git", "-C", str(args.authors), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -12,7 +12,8 @@ arithmetic (the fusion keeps the semantic trimap only where its upsampled value 
 - ``cv2_resize_uint8``: OpenCV's ``cv2.resize(..., INTER_LINEAR)`` of a uint8 image, in its
   11-bit fixed point (and, for an exact 2x reduction, the 2x2 mean OpenCV switches to). Used
   when the shorter side is over 1080 px.
-- ``cv2_resize_float``: the same interpolation on float64 maps (the alpha resized back).
+- ``cv2_resize_float``: the same interpolation on float64 maps (the alpha resized back), as
+  OpenCV's wheels compute it (through Intel IPP, in double precision).
 """
 
 from __future__ import annotations
@@ -176,12 +177,25 @@ def cv2_resize_uint8(image: torch.Tensor, out_height: int, out_width: int) -> to
 def cv2_resize_float(values: torch.Tensor, out_height: int, out_width: int) -> torch.Tensor:
     """``cv2.resize(values, (out_width, out_height), interpolation=cv2.INTER_LINEAR)`` of float64 (..., H, W).
 
-    Weights are OpenCV's float32 ``1 - f`` and ``f``; sums in float64, rows after columns.
+    Standard OpenCV builds (the pip wheels the authors install) hand float64 resizes to Intel
+    IPP, which places samples in double precision; OpenCV's own path would round positions to
+    float32 (up to 6.5e-5 of alpha apart at 1100 px). This follows IPP: half-pixel centres,
+    columns clamped to the edge pixel with weight 0 outside, rows clamped; agreement with
+    OpenCV 4.8.1 within 1e-10 on the 0-255 scale (IPP sums in its own order).
     """
     in_height, in_width = values.shape[-2:]
-    left, right, fx = _cv2_coefficients(in_width, out_width, along_rows=False)
-    top, bottom, fy = _cv2_coefficients(in_height, out_height, along_rows=True)
-    a0, a1 = (1 - fx).double(), fx.double()
-    b0, b1 = (1 - fy).double()[:, None], fy.double()[:, None]
-    across = values[..., left] * a0 + values[..., right] * a1
-    return across[..., top, :] * b0 + across[..., bottom, :] * b1
+
+    def taps(in_size: int, out_size: int, along_rows: bool):
+        positions = (torch.arange(out_size, dtype=torch.float64) + 0.5) * (in_size / out_size) - 0.5
+        index = torch.floor(positions)
+        fraction = positions - index
+        index = index.long()
+        if not along_rows:
+            outside = (index < 0) | (index >= in_size - 1)
+            fraction = torch.where(outside, torch.zeros_like(fraction), fraction)
+        return index.clamp(0, in_size - 1), (index + 1).clamp(0, in_size - 1), fraction
+
+    left, right, fx = taps(in_width, out_width, along_rows=False)
+    top, bottom, fy = taps(in_height, out_height, along_rows=True)
+    across = values[..., left] * (1 - fx) + values[..., right] * fx
+    return across[..., top, :] * (1 - fy)[:, None] + across[..., bottom, :] * fy[:, None]
