@@ -47,7 +47,9 @@ const EDITOR_HELP = [
 // loader cannot fetch them; the Note says which file goes where and whose repository page links it.
 const familyNote = (title, lines) =>
   [`PromptMatte example workflow: ${title}.`, "", ...lines].join("\n");
-const MANUAL = "'Load Matting Model' cannot download these: get them from the link in the authors' repository README";
+const manual = (files, host = "the authors' Google Drive") =>
+  `Weights: ${files}, published on ${host}, which 'Load Matting Model' cannot download from: follow ` +
+  "the links in the README of the repository named below and put each file where its arrow says.";
 
 const WORKFLOWS = [
   {
@@ -385,7 +387,7 @@ WORKFLOWS.push(
       text: familyNote("MAM (Matting Anything) from clicks or a box", [
         "Load Image → Matte Prompt Editor → Matting → Matte Composite → Save Image (a transparent PNG cut-out).",
         "",
-        `Weights (two files). ${MANUAL}:`,
+        manual("two files", "the authors' Google Drive and Meta's server"),
         "• mam_vitb.pth → ComfyUI/models/matting/ — MAM's checkpoint, from SHI-Labs/Matting-Anything",
         "  (github.com/SHI-Labs/Matting-Anything).",
         "• sam_vit_b_01ec64.pth → ComfyUI/models/sams/ — Segment Anything ViT-B, which MAM runs on, from",
@@ -429,7 +431,7 @@ WORKFLOWS.push(
       text: familyNote("SEMat from a box", [
         "Load Image → Matte Prompt Editor (a box) → Matting → Matte Composite → Save Image (a transparent PNG cut-out).",
         "",
-        `Weights (one file). ${MANUAL}:`,
+        manual("one file"),
         "• SEMat_SAM.pth → ComfyUI/models/matting/ — SEMat on Segment Anything, from XiaRho/SEMat",
         "  (github.com/XiaRho/SEMat). The SAM it builds on is inside that file.",
         "Licence: the SEMat weights are CC BY-NC 4.0 — non-commercial use only.",
@@ -471,9 +473,9 @@ WORKFLOWS.push(
       text: familyNote("SIM (Semantic Image Matting) from a trimap, with its semantic classes", [
         "Load Image (painted mask) → Matte Prompt: Trimap → Matting → Matte Composite → Save Image.",
         "",
-        `Weights (two files). ${MANUAL} nowsyn/SIM (github.com/nowsyn/SIM):`,
-        "• ckpt_best.pth → ComfyUI/models/matting/ — the matting network.",
-        "• classifier_resnet50_best.pth.tar → beside it in ComfyUI/models/matting/ — its semantic classifier",
+        manual("two files"),
+        "• ckpt_best.pth → ComfyUI/models/matting/ — the matting network, from nowsyn/SIM (github.com/nowsyn/SIM).",
+        "• classifier_resnet50_best.pth.tar → beside it in ComfyUI/models/matting/ — its semantic classifier, same repository",
         "  ('Load Matting Model' finds it with companion = auto, or pick it in 'companion').",
         "Licence: the SIM repository has no licence file, so the terms of these weights are unknown —",
         "ask the authors before using them beyond research.",
@@ -513,7 +515,7 @@ WORKFLOWS.push(
       text: familyNote("AIM (automatic image matting), no prompt", [
         "Load Image → Matting (nothing connected to 'prompt') → Matte Composite → Save Image (a transparent PNG).",
         "",
-        `Weights (one file). ${MANUAL}:`,
+        manual("one file"),
         "• aimnet_pretrained_matting.pth → ComfyUI/models/matting/ — AIM's pretrained matting network, from",
         "  JizhiziLi/AIM (github.com/JizhiziLi/AIM).",
         "",
