@@ -125,12 +125,12 @@ def test_boxes_reach_the_frame_as_the_authors_scale_them(models):
     last = torch.from_numpy(record["boxes"]).double() - torch.tensor([0, 0, 1, 1])
     mask_coords = (last / torch.tensor([320, 240, 320, 240])).float()
     assert torch.equal(model.frame_boxes(mask_coords, "mask", 240, 320, 1), torch.from_numpy(record["frame_boxes"]))
-    # "auto": the whole image; the box mask then covers the resized image's area but its last
-    # row and column (the authors' slice int(y1):int(y2) stops before the box's last index).
+    # "auto": the whole image's last indices (199, 255) scaled by 4 and rounded; the box mask
+    # stops before them (the authors' slice int(y1):int(y2)).
     auto = model.frame_boxes(None, "auto", 256, 200, 1)
-    assert auto.tolist() == [[0.0, 0.0, 799.0, 1023.0]]
+    assert auto.tolist() == [[0.0, 0.0, 796.0, 1020.0]]
     mask = model.box_mask(auto)[0, 0]
-    assert mask[:1023, :799].all() and not mask[1023:].any() and not mask[:, 799:].any()
+    assert mask[:1020, :796].all() and not mask[1020:].any() and not mask[:, 796:].any()
 
 
 def test_other_prompt_kinds_are_refused_by_name(models):
