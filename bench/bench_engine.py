@@ -1,6 +1,7 @@
 """Benchmark: our engine vs the authors' formulation, full-size SDMatte, side by side in one run.
 
     .venv/bin/python bench/bench_engine.py [--sizes 512 1024] [--keep /tmp/sdmatte_random.safetensors]
+    .venv/bin/python bench/bench_engine.py --lite      # LiteSDMatte, ours only (see lite_architecture)
 
 Builds the full SD2-based SDMatte architecture (~1.3 B parameters) with random weights in a
 temporary safetensors file, then measures, each in a fresh subprocess so peaks do not mix:
@@ -24,6 +25,7 @@ second prompt on the same image, whose encoding is reused.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -46,6 +48,20 @@ def _import_engine():
     sys.modules["promptmatte"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def lite_architecture(engine):
+    """LiteSDMatte at full size, as far as the authors' code tells: its UNet config lives only in their
+    Hugging Face repository, so this assumes BK-SDM-v2-Small's (SD2's blocks with one layer per
+    block, the mid block kept) and TAESD's autoencoder (64 channels, 1-3-3-3 / 3-3-3-1 blocks)."""
+    arch = importlib.import_module("promptmatte.sdmatte.architecture")
+    sdmatte = full_size_architecture(engine)
+    unet = dataclasses.replace(sdmatte.unet, layers_per_block=(1, 1, 1, 1))
+    vae = arch.TinyAutoencoderArchitecture(
+        encoder_block_out_channels=(64, 64, 64, 64), num_encoder_blocks=(1, 3, 3, 3),
+        decoder_block_out_channels=(64, 64, 64, 64), num_decoder_blocks=(3, 3, 3, 1), latent_channels=4,
+    )
+    return arch.MattingArchitecture(family="litesdmatte", unet=unet, vae=vae, text_encoder=sdmatte.text_encoder)
 
 
 def full_size_architecture(engine):
@@ -77,15 +93,16 @@ def full_size_architecture(engine):
     return arch.MattingArchitecture(family="sdmatte", unet=unet, vae=vae, text_encoder=text)
 
 
-def write_random_checkpoint(path: Path) -> int:
-    """Random weights in the released key layout; returns the parameter count."""
+def write_random_checkpoint(path: Path, lite: bool = False) -> int:
+    """Random weights in the released key layout (SDMatte, or LiteSDMatte with ``lite``); returns the
+    parameter count."""
     import torch
     from safetensors.torch import save_file
 
     engine = _import_engine()
     matting_model = importlib.import_module("promptmatte.sdmatte.matting_model")
     text = importlib.import_module("promptmatte.sdmatte.text")
-    arch = full_size_architecture(engine)
+    arch = lite_architecture(engine) if lite else full_size_architecture(engine)
     with torch.device("meta"):
         model = matting_model.MattingModel(arch)
         encoder = text.build_text_encoder(arch.text_encoder)
@@ -268,6 +285,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--keep", type=Path, help="reuse / keep the random checkpoint at this path")
+    parser.add_argument("--lite", action="store_true",
+                        help="LiteSDMatte (assumed full-size architecture, see lite_architecture): ours only")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -277,11 +296,22 @@ def main() -> None:
     import numpy as np
 
     workdir = tempfile.TemporaryDirectory(prefix="promptmatte-bench-")
-    checkpoint = args.keep or Path(workdir.name) / "sdmatte_random.safetensors"
+    name = "litesdmatte_random.safetensors" if args.lite else "sdmatte_random.safetensors"
+    checkpoint = args.keep or Path(workdir.name) / name
     if not checkpoint.exists():
-        count = write_random_checkpoint(checkpoint)
-        print(f"random full-size SDMatte: {count / 1e9:.2f} B parameters, {checkpoint.stat().st_size / 1e9:.1f} GB")
+        count = write_random_checkpoint(checkpoint, lite=args.lite)
+        print(f"random full-size {name.split('_')[0]}: {count / 1e9:.2f} B parameters, "
+              f"{checkpoint.stat().st_size / 1e9:.1f} GB")
     _read_through(checkpoint)  # both modes then load from the page cache: disk speed is not measured
+    if args.lite:
+        print("| size | load s | s per image | new prompt, same image s | peak RSS GB |")
+        print("|---|---|---|---|---|")
+        for size in args.sizes:
+            ours = _child("ours", str(checkpoint), size, Path(workdir.name) / f"alpha_lite_{size}.npy")
+            print(f"| {size}² | {ours['load_s']:.1f} | {ours['image_s']:.1f} | {ours['reprompt_s']:.1f} "
+                  f"| {ours['peak_rss_gb']:.2f} |", flush=True)
+        workdir.cleanup()
+        return
     rows = []
     for size in args.sizes:
         # interleave the two modes so machine noise hits both alike
