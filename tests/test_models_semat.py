@@ -315,7 +315,9 @@ _PEAK_SCRIPT = textwrap.dedent(
         return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
     image = torch.rand(1, 3, {height}, {width})
     coords = torch.tensor([[0.2, 0.2, 0.8, 0.9]])
-    model(image, None, coords, "box")  # warm-up: allocator arenas, oneDNN primitives
+    # No warm-up pass (each costs ~10 s of CPU at the fixed 1024² frame): the measured peak of a
+    # first forward also holds its one-time allocations (allocator arenas, oneDNN primitives),
+    # what a user's first run needs.
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # restart the peak (VmHWM) from the current resident size
     before = rss("VmRSS")
