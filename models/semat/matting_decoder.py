@@ -9,7 +9,7 @@ the image embedding upscaled 4x and the first global-attention block's ViT featu
 The matte uses only the matting logits (B, T, 256, 256). In the HQ-SAM variant the HQ token's
 logits are added to them (the authors run with ``hq_token_only``, so SAM's own mask is not
 added); in the SAM variant nothing is added (``mask_matting_res_add = False``). SAM's mask and IoU
-outputs do not reach the matte: their heads (1.1 M parameters, in models/sam's ``SamMaskDecoder``,
+outputs do not reach the matte: their heads (0.69 M parameters, in models/sam's ``SamMaskDecoder``,
 which this decoder reuses for its transformer, tokens and upscaling) are loaded but never run.
 """
 
