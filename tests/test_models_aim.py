@@ -280,6 +280,13 @@ def test_other_files_are_not_recognised(aim, manifest):
     assert not aim.FAMILY.recognises({"encoder.conv1.weight": (64, 11, 3, 3), "fc.weight": (20, 2048)})
 
 
+def test_the_imagenet_backbone_file_is_named_for_what_it_is(aim, manifest):
+    backbone = {key[len("resnet."):]: tuple(e["shape"]) for key, e in manifest["tensors"].items() if key.startswith("resnet.")}
+    assert not aim.FAMILY.recognises(backbone)
+    assert "r34mp_pretrained_imagenet" in aim.FAMILY.diagnose(backbone) and aim.CHECKPOINT_FILE in aim.FAMILY.diagnose(backbone)
+    assert aim.FAMILY.diagnose({key: tuple(e["shape"]) for key, e in manifest["tensors"].items()}) is None
+
+
 def test_a_file_keeping_only_the_encoder_copy_loads_the_same(aim, pack, manifest, model, tmp_path):
     """safetensors cannot store a tensor twice: a conversion keeps one copy; either copy works."""
     state = {k: v for k, v in _fill(manifest).items() if not k.startswith("resnet.")}

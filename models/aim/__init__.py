@@ -26,6 +26,17 @@ def recognises(shapes: ShapeMap) -> bool:
     )
 
 
+def diagnose(shapes: ShapeMap) -> str | None:
+    """A ResNet-34 ImageNet classifier, such as AIM's backbone file, given instead of the matting network."""
+    stem, fc = shapes.get("conv1.weight"), shapes.get("fc.weight")
+    if stem is not None and fc is not None and tuple(stem) == (64, 3, 7, 7) and tuple(fc) == (1000, 512) and "layer4.0.conv1.weight" in shapes:
+        return (
+            "a ResNet-34 ImageNet classifier (such as AIM's backbone r34mp_pretrained_imagenet.pth.tar, used only "
+            f"for training): for automatic matting load AIM's {CHECKPOINT_FILE}"
+        )
+    return None
+
+
 def load(weights, **options):
     from .loader import load_aim  # noqa: PLC0415
 
@@ -40,6 +51,7 @@ FAMILY = Family(
     f"[1, 2, 7, 7] (the authors' {CHECKPOINT_FILE})",
     recognises=recognises,
     load=load,
+    diagnose=diagnose,
 )
 
 __all__ = ["CHECKPOINT_FILE", "FAMILY"]
