@@ -7,7 +7,7 @@ from torch import nn
 
 from .backbone import MaxPoolResNet34
 from .config import AIMConfig
-from .hybrid import DETAIL_RATIO, SEMANTIC_RATIO, hybrid_sizes
+from .hybrid import hybrid_sizes
 from .matting_decoder import MattingDecoder
 from .resize import cv2_resize_float, cv2_resize_uint8, skimage_resize
 from .semantic_decoder import SemanticDecoder
@@ -85,7 +85,8 @@ class AIMModel(nn.Module):
         decided = (trimap == 0) | (trimap == 255)
         alpha = torch.where(decided, trimap / 255, detail)
         if sizes.working != (height, width):
-            # The authors resize the 0-255 alpha back; scaling commutes exactly with it up to rounding.
+            # The authors resize the alpha back on the 0-255 scale (then cast it to uint8 for their
+            # PNG, which an alpha output does not need).
             alpha = cv2_resize_float(alpha * 255.0, height, width) / 255.0
         return alpha[:, None]
 
