@@ -37,6 +37,15 @@ def _import_engine():
     return module
 
 
+def _resident_bytes() -> int:
+    """Current resident set size (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    except OSError:
+        return 0
+
+
 def make_checkpoint(path: Path) -> None:
     import torch
 
@@ -83,6 +92,7 @@ def main() -> None:
         model = aim.FAMILY.load(read_weights(path), source_name=path.name, device="cpu", dtype=None, find_companion=None)
         load_seconds = time.perf_counter() - start
         parameters = sum(p.numel() for p in model.parameters())
+        resident_before = _resident_bytes()
         generator = torch.Generator().manual_seed(0)
         image = torch.rand(1, 3, args.size, args.size, generator=generator)
         times = []
@@ -95,7 +105,8 @@ def main() -> None:
         print(f"AIM {parameters / 1e6:.1f} M parameters ({path.stat().st_size / 2**20:.0f} MiB file), input {args.size}x{args.size}, "
               f"network at {sizes.semantic} and {sizes.detail}, torch threads {torch.get_num_threads()}")
         print(f"load {load_seconds:.2f} s; per image {', '.join(f'{t:.2f}' for t in times)} s; "
-              f"peak RSS {peak / 2**30:.2f} GiB (weights {parameters * 4 / 2**30:.2f} GiB); "
+              f"peak RSS {peak / 2**30:.2f} GiB (before the first image {resident_before / 2**30:.2f} GiB, "
+              f"weights {parameters * 4 / 2**30:.2f} GiB); "
               f"inference_memory_bytes {model.inference_memory_bytes(1, args.size, args.size) / 2**30:.2f} GiB; "
               f"alpha range [{float(alpha.min()):.3f}, {float(alpha.max()):.3f}]")
 
