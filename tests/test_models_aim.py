@@ -8,7 +8,6 @@ the released file's layout (``{'state_dict'}``, ``resnet.*`` and ``encoderN.*`` 
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
@@ -24,42 +23,11 @@ import pytest
 import torch
 from PIL import Image
 
+from aim_golden import _digest, _fill, write_checkpoint
+
 GOLDEN = Path(__file__).resolve().parent / "golden" / "aim"
 TOLERANCE = 3e-5
 CHECKPOINT = "aimnet_pretrained_matting.pth"
-
-
-def _fill(manifest: dict) -> dict[str, torch.Tensor]:
-    """The fill rule of tests/golden/aim/README.md (the same as tools/make_aim_golden.py)."""
-    generator = torch.Generator().manual_seed(manifest["seed"])
-    entries = manifest["tensors"]
-    state: dict[str, torch.Tensor] = {}
-    for key in sorted(k for k, e in entries.items() if e.get("alias_of") is None):
-        shape = tuple(entries[key]["shape"])
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-        elif key.endswith("running_mean"):
-            state[key] = 0.1 * torch.randn(shape, generator=generator)
-        elif key.endswith("running_var"):
-            state[key] = 0.5 + torch.rand(shape, generator=generator)
-        elif len(shape) == 1 and key.endswith("weight"):
-            state[key] = 1 + 0.1 * torch.randn(shape, generator=generator)
-        elif len(shape) == 1:
-            state[key] = 0.1 * torch.randn(shape, generator=generator)
-        else:
-            state[key] = torch.randn(shape, generator=generator) * math.sqrt(2.0 / math.prod(shape[1:]))
-    for key, entry in entries.items():
-        if entry.get("alias_of") is not None:
-            state[key] = state[entry["alias_of"]]
-    return {key: state[key] for key in entries}
-
-
-def _digest(state: dict[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(state):
-        digest.update(key.encode())
-        digest.update(state[key].contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +48,7 @@ def manifest():
 @pytest.fixture(scope="module")
 def checkpoint(manifest, tmp_path_factory) -> Path:
     """The reduced checkpoint in the released layout, rebuilt from the manifest."""
-    state = _fill(manifest)
-    path = tmp_path_factory.mktemp("aim") / CHECKPOINT
-    torch.save({"state_dict": state}, path)
-    return path
+    return write_checkpoint(tmp_path_factory.mktemp("aim") / CHECKPOINT)
 
 
 @pytest.fixture(scope="module")

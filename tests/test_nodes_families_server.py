@@ -20,7 +20,7 @@ import tiny_families
 from comfy_host import ExecutionFailed
 
 pytestmark = [pytest.mark.server, pytest.mark.golden]
-HEIGHT, WIDTH = 120, 160
+HEIGHT, WIDTH = 136, 160  # AIM takes at least 128 px per side
 PAINTED = (slice(25, 95), slice(40, 120))  # rows, columns painted in Load Image's mask editor
 
 
