@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import resource
 import subprocess
 import sys
@@ -21,20 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+
 REPO = Path(__file__).resolve().parent.parent
 ENCODER_COPY = (("conv1.", "encoder0.0."), ("bn1.", "encoder0.1."), ("layer1.", "encoder1.0."), ("layer2.", "encoder2."),
                 ("layer3.", "encoder3."), ("layer4.", "encoder4."))
 
 
-def _import_engine():
-    """Import the pack's ``models`` as package ``promptmatte`` from this checkout (any folder name)."""
-    spec = importlib.util.spec_from_file_location(
-        "promptmatte", REPO / "models" / "__init__.py", submodule_search_locations=[str(REPO / "models")]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["promptmatte"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _resident_bytes() -> int:

@@ -15,26 +15,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import resource
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _import_engine():
-    """Import the pack's ``models`` as package ``promptmatte`` from this checkout (any folder name)."""
-    spec = importlib.util.spec_from_file_location(
-        "promptmatte", REPO / "models" / "__init__.py", submodule_search_locations=[str(REPO / "models")]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["promptmatte"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rss_mb() -> float:

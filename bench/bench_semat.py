@@ -16,7 +16,7 @@ size before it (weights excluded) and ``inference_memory_bytes`` for that size.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import math
 import subprocess
@@ -25,20 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+
 REPO = Path(__file__).resolve().parent.parent
 FILE = "SEMat_SAM.pth"
 FILL_SEED = 1234
 
 
-def _import_engine():
-    """Import the pack's ``models`` as package ``promptmatte`` from this checkout (any folder name)."""
-    spec = importlib.util.spec_from_file_location(
-        "promptmatte", REPO / "models" / "__init__.py", submodule_search_locations=[str(REPO / "models")]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["promptmatte"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_file(folder: Path) -> None:

@@ -15,7 +15,7 @@ excluded: already paged in by the warm-up) and ``inference_memory_bytes`` for th
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import math
 import subprocess
@@ -24,19 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+
 REPO = Path(__file__).resolve().parent.parent
 FILES = ("ckpt_best.pth", "classifier_resnet50_best.pth.tar")
 
 
-def _import_engine():
-    """Import the pack's ``models`` as package ``promptmatte`` from this checkout (any folder name)."""
-    spec = importlib.util.spec_from_file_location(
-        "promptmatte", REPO / "models" / "__init__.py", submodule_search_locations=[str(REPO / "models")]
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["promptmatte"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fill(shapes: dict[str, tuple], seed: int):
