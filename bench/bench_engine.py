@@ -118,7 +118,14 @@ def write_random_checkpoint(path: Path, lite: bool = False) -> int:
 
 
 def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
+    """This process's peak resident size. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
+    fork and exec, so a child would report at least the parent's size when it started (the
+    parent that has just written the random checkpoint holds gigabytes)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024**2  # KiB
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
 
 
 def measure(mode: str, checkpoint: str, size: int, alpha_path: str) -> dict:
