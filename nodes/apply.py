@@ -192,7 +192,7 @@ class PromptMatteApply(io.ComfyNode):
                                   tooltip="Points, box, mask or trimap prompt. Not connected: automatic "
                                           "(the model picks the salient subject). Each family takes its "
                                           "own kinds: SDMatte all (trained with points, boxes and masks); "
-                                          "MAM points, a box or a mask (its box); SEMat a box or none; "
+                                          "MAM points, a box or a mask (its box); SEMat a box, a mask (its box) or none; "
                                           "SIM a trimap; AIM none."),
                 io.Boolean.Input("transparent", default=False,
                                  tooltip="On for see-through subjects (glass, smoke, veils): SDMatte's "

@@ -15,7 +15,7 @@ from .types import CATEGORY, MatteModelType
 MANUAL_WEIGHTS = (
     "Put these in models/matting yourself (they are published on Google Drive or Meta's server):\n"
     "MAM: mam_vitb.pth, plus a Segment Anything checkpoint in models/sams (sam_vit_b_01ec64.pth).\n"
-    "SEMat: SEMat_SAM.pth (CC BY-NC 4.0: non-commercial use).\n"
+    "SEMat: SEMat_SAM.pth or SEMat_HQ-SAM.pth (CC BY-NC 4.0: non-commercial use).\n"
     "SIM: ckpt_best.pth, plus classifier_resnet50_best.pth.tar beside it or in models/matting.\n"
     "AIM: aimnet_pretrained_matting.pth.")
 
