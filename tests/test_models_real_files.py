@@ -192,6 +192,9 @@ _PEAK_SCRIPT = textwrap.dedent(
         load = lambda path: patcher.network(patcher.load_patcher(path, "fp32"))
     else:
         engine = importlib.import_module("{pack}.models")
+        # the network's code (diffusers, transformers) is imported on first load since the pack
+        # imports lazily; import it before the measure, as ComfyUI has it imported already
+        importlib.import_module("{pack}.models.sdmatte.loader")
         load = engine.load_matting_model
     torch.zeros(1).sum()
     with open("/proc/self/clear_refs", "w") as f:
