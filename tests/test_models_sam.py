@@ -314,7 +314,7 @@ def test_matting_anything_guidance_masks(sam, model, small_embedding, prompt):
 
 
 MEMORY_SCRIPT = """
-import importlib, json, resource, sys
+import importlib, json, sys
 import torch
 torch.set_num_threads(1)
 sam = importlib.import_module(sys.argv[1] + ".models.sam")
@@ -323,14 +323,18 @@ torch.manual_seed(0)
 model = sam.SamModel(config).eval()
 image = torch.rand(1, 3, 900, 1200)
 box = torch.tensor([[100.0, 100.0, 700.0, 600.0]])
-def rss():
-    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
-resident = rss()
+def status(key):
+    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key + ":"))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # restart the peak (VmHWM) from the current resident size
+# (not ru_maxrss: Linux carries it over from the parent across fork and exec, so it reported the
+# pytest process's size in a long run)
+resident = status("VmRSS")
 with torch.inference_mode():
     padded, input_size = model.preprocess(image)
     embedding = model.image_encoder(padded)
     guidance = model.guidance_masks(embedding, input_size, (900, 1200), boxes=box)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"measured": peak - resident, "estimate": model.inference_memory_bytes(1, 900, 1200)}))
 """
 
