@@ -239,10 +239,14 @@ class PromptResult:
 
     @property
     def cached_nodes(self) -> list[str]:
+        """Nodes served from ComfyUI's cache: its ``execution_cached`` message, read from the
+        history's status messages (always recorded) as well as from the websocket (which can
+        miss a message sent while it reconnects)."""
         out: list[str] = []
-        for t, d in self.events:
+        messages = list(self.events) + [tuple(m) for m in self.history.get("status", {}).get("messages", [])]
+        for t, d in messages:
             if t == "execution_cached":
-                out.extend(d.get("nodes", []))
+                out.extend(n for n in d.get("nodes", []) if n not in out)
         return out
 
 
