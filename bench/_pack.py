@@ -20,3 +20,15 @@ def import_engine():
     sys.modules["promptmatte"] = module
     spec.loader.exec_module(module)
     return module
+
+
+def run_child(script: str, *args) -> dict:
+    """Run ``script`` again in a fresh process (so peaks do not mix) and return the JSON object it
+    prints last; its error output ends the benchmark when it fails."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, script, *map(str, args)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])

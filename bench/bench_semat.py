@@ -19,13 +19,11 @@ import argparse
 import importlib
 import json
 import math
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+from _pack import import_engine as _import_engine, run_child  # noqa: E402  (bench/ is the script's folder)
 
 REPO = Path(__file__).resolve().parent.parent
 FILE = "SEMat_SAM.pth"
@@ -119,14 +117,7 @@ def main() -> None:
             write_file(folder)
         print(f"{'size':>6} {'params M':>9} {'load s':>7} {'s/image':>8} {'peak RSS GB':>12} {'forward extra GB':>17} {'estimate GB':>12}")
         for size in args.sizes:
-            done = subprocess.run(
-                [sys.executable, __file__, "--threads", str(args.threads), "--child", str(folder), str(size)],
-                capture_output=True,
-                text=True,
-            )
-            if done.returncode != 0:
-                raise SystemExit(done.stderr[-3000:])
-            row = json.loads(done.stdout.strip().splitlines()[-1])
+            row = run_child(__file__, "--threads", args.threads, "--child", folder, size)
             print(
                 f"{row['size']:>6} {row['parameters_m']:>9.1f} {row['load_s']:>7.2f} {row['forward_s']:>8.1f} "
                 f"{row['peak_rss_gb']:>12.2f} {row['extra_gb']:>17.2f} {row['estimate_gb']:>12.2f}"

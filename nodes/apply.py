@@ -78,14 +78,16 @@ class SemanticClasses:
     pixel) and draws it over the images: one RGB image per alpha."""
 
     def __init__(self, net, images: torch.Tensor, n_out: int):
-        self.net, self.images = net, images
-        self.classes = torch.full((n_out, images.shape[1], images.shape[2]), -1, dtype=torch.long)
+        self.net, self.images, self.n_out = net, images, n_out
+        self.classes: torch.Tensor | None = None  # (N, H, W) int64, only once a family reports classes
         self.source = list(range(n_out)) if images.shape[0] == n_out else [0] * n_out
 
     def collect(self, items) -> None:
         found = getattr(self.net, "last_semantic_classes", None)
         if found is None:
             return
+        if self.classes is None:
+            self.classes = torch.full((self.n_out, *self.images.shape[1:3]), -1, dtype=torch.long)
         for (out, image_index, (x0, y0, x1, y1)), classes in zip(items, found.cpu()):
             if tuple(classes.shape) != (y1 - y0, x1 - x0):  # at a working size: nearest, as labels resize
                 classes = torch.nn.functional.interpolate(classes[None, None].float(), size=(y1 - y0, x1 - x0),
@@ -96,12 +98,11 @@ class SemanticClasses:
     def preview(self) -> torch.Tensor:
         """(N, H, W, 3): each unknown pixel in its class's colour over the image; the image elsewhere
         (and everywhere for families that report no classes)."""
-        images = self.images[self.source].permute(0, 3, 1, 2).float().clamp(0, 1)
-        if not (self.classes >= 0).any():
-            return images.permute(0, 2, 3, 1).contiguous()
+        if self.classes is None or not (self.classes >= 0).any():
+            return self.images[self.source].float().clamp(0, 1)
         from ..models.sim import class_preview  # noqa: PLC0415
 
-        return class_preview(self.classes, images)
+        return class_preview(self.classes, self.images[self.source].permute(0, 3, 1, 2).float().clamp(0, 1))
 
 
 def run_matting(patcher, image, prompts, *, transparent, resolution, resize, focus, margin,

@@ -312,7 +312,7 @@ def main():
         torch.nn.Module.__init__(model)
         model.m2m = a["SAM_Decoder_Deep"](256, M2M_LAYERS)
         model.seg_model = build_tiny_sam(a)
-        model.seg_model.load_state_dict(torch.load(paths["sam_tiny.pth"]))  # as _build_sam does
+        model.seg_model.load_state_dict(torch.load(paths["sam_tiny.pth"], weights_only=True))  # as _build_sam does
         checkpoint = torch.load(paths["mam_tiny.pth"], weights_only=True)
         model.m2m.load_state_dict(a["utils"].remove_prefix_state_dict(checkpoint["state_dict"]), strict=True)
         model = model.eval()
