@@ -123,6 +123,7 @@ pm_ensure_lane_venv() {
         pm_log "creating ${venv} with ${base_py}"
         "$base_py" -m venv "$venv" || pm_die "could not create ${venv}"
     fi
+    pm_need_disk "$venv"
     rm -f "${venv}/.promptmatte-stamp"
     reqs="${venv}/promptmatte-requirements"
     mkdir -p "$reqs"
@@ -144,6 +145,20 @@ pm_ensure_lane_venv() {
     echo "$want" >"${venv}/.promptmatte-stamp"
     pm_log "${venv} ready"
     pm_unlock
+}
+
+# pm_need_disk DIR: stop before pip when DIR's disk cannot hold a lane's venv.
+# torch 2.14.1 with its CUDA libraries alone unpacks to about 5.5 GB per venv;
+# pip running out of space half-way leaves a broken venv and a long traceback.
+PM_VENV_NEED_GB="${PROMPTMATTE_VENV_NEED_GB:-7}"
+pm_need_disk() {
+    local free_kb
+    free_kb="$(df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }')"
+    [ -n "$free_kb" ] || return 0
+    if [ "$free_kb" -lt $((PM_VENV_NEED_GB * 1024 * 1024)) ]; then
+        pm_die "$(printf 'only %s GB free on the disk of %s; a venv with torch needs about %s GB.' \
+            "$((free_kb / 1024 / 1024))" "$1" "$PM_VENV_NEED_GB") Free some space (old venvs, pip's cache: pip cache purge) and run again."
+    fi
 }
 
 pm_unlock() {
