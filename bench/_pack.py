@@ -32,3 +32,17 @@ def run_child(script: str, *args) -> dict:
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def memory_bytes(field: str) -> int:
+    """This process's ``field`` of /proc/self/status in bytes: "VmRSS" (resident now) or "VmHWM" (the
+    peak since the process started or since :func:`restart_peak`). Not ru_maxrss: Linux carries it
+    across fork and exec, so a child would report at least its parent's size."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(field + ":"))
+
+
+def restart_peak() -> None:
+    """Restart VmHWM from the current resident size, so the next peak is one pass's alone."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")

@@ -13,29 +13,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+from _pack import import_engine as _import_engine, memory_bytes  # noqa: E402  (bench/ is the script's folder)
 
 REPO = Path(__file__).resolve().parent.parent
 ENCODER_COPY = (("conv1.", "encoder0.0."), ("bn1.", "encoder0.1."), ("layer1.", "encoder1.0."), ("layer2.", "encoder2."),
                 ("layer3.", "encoder3."), ("layer4.", "encoder4."))
 
 
-
-
-def _resident_bytes() -> int:
-    """Current resident set size (Linux /proc; 0 elsewhere)."""
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
-    except OSError:
-        return 0
 
 
 def make_checkpoint(path: Path) -> None:
@@ -84,7 +74,7 @@ def main() -> None:
         model = aim.FAMILY.load(read_weights(path), source_name=path.name, device="cpu", dtype=None, find_companion=None)
         load_seconds = time.perf_counter() - start
         parameters = sum(p.numel() for p in model.parameters())
-        resident_before = _resident_bytes()
+        resident_before = memory_bytes("VmRSS")
         generator = torch.Generator().manual_seed(0)
         image = torch.rand(1, 3, args.size, args.size, generator=generator)
         times = []
@@ -92,7 +82,7 @@ def main() -> None:
             start = time.perf_counter()
             alpha = model(image, None, None, "auto")
             times.append(time.perf_counter() - start)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = memory_bytes("VmHWM")
         sizes = importlib.import_module("promptmatte.aim.hybrid").hybrid_sizes(args.size, args.size)
         print(f"AIM {parameters / 1e6:.1f} M parameters ({path.stat().st_size / 2**20:.0f} MiB file), input {args.size}x{args.size}, "
               f"network at {sizes.semantic} and {sizes.detail}, torch threads {torch.get_num_threads()}")

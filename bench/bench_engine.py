@@ -28,15 +28,13 @@ import argparse
 import dataclasses
 import importlib
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+from _pack import import_engine as _import_engine, memory_bytes  # noqa: E402  (bench/ is the script's folder)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -117,17 +115,6 @@ def write_random_checkpoint(path: Path, lite: bool = False) -> int:
     return sum(t.numel() for t in tensors.values())
 
 
-def _peak_rss_gb() -> float:
-    """This process's peak resident size. VmHWM, not ru_maxrss: Linux carries ru_maxrss across
-    fork and exec, so a child would report at least the parent's size when it started (the
-    parent that has just written the random checkpoint holds gigabytes)."""
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024**2  # KiB
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # Linux: KiB
-
-
 def measure(mode: str, checkpoint: str, size: int, alpha_path: str) -> dict:
     """Runs in a child process: load, then one matting pass at size x size (its alpha saved to ``alpha_path``)."""
     import numpy as np
@@ -140,7 +127,7 @@ def measure(mode: str, checkpoint: str, size: int, alpha_path: str) -> dict:
     else:
         model = _reference_load(engine, checkpoint)
     load_seconds = time.perf_counter() - start
-    load_rss = _peak_rss_gb()
+    load_rss = memory_bytes("VmHWM") / 1024**3
 
     image = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0))  # the same image in both children
     prompt = torch.zeros(1, 1, size, size)
@@ -152,7 +139,7 @@ def measure(mode: str, checkpoint: str, size: int, alpha_path: str) -> dict:
         seconds = time.perf_counter() - start
         assert alpha.shape == (1, 1, size, size) and torch.isfinite(alpha).all()
         np.save(alpha_path, alpha.numpy())
-        return {"load_s": load_seconds, "load_rss_gb": load_rss, "image_s": seconds, "peak_rss_gb": _peak_rss_gb()}
+        return {"load_s": load_seconds, "load_rss_gb": load_rss, "image_s": seconds, "peak_rss_gb": memory_bytes("VmHWM") / 1024**3}
 
     autoencoder_seconds = _time_calls(model.vae, ("encode_scaled", "decode_matte"))
     start = time.perf_counter()
@@ -160,7 +147,7 @@ def measure(mode: str, checkpoint: str, size: int, alpha_path: str) -> dict:
     seconds = time.perf_counter() - start
     assert alpha.shape == (1, 1, size, size) and torch.isfinite(alpha).all()
     np.save(alpha_path, alpha.numpy())
-    first_peak, autoencoder = _peak_rss_gb(), sum(autoencoder_seconds)
+    first_peak, autoencoder = memory_bytes("VmHWM") / 1024**3, sum(autoencoder_seconds)
     # Interactive use: a second box on the same image (its encoding is reused).
     prompt = torch.zeros(1, 1, size, size)
     prompt[..., size // 8 : size // 2, size // 8 : size // 2] = 1
@@ -221,7 +208,6 @@ def matmul_rate() -> float:
 
 def _reference_load(engine, checkpoint):
     """The authors' path: modules built with random initialisation, then weights copied in."""
-    import torch
     from safetensors.torch import load_file
 
     architecture = importlib.import_module("promptmatte.sdmatte.architecture")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -24,15 +23,11 @@ from pathlib import Path
 
 import torch
 
-from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+from _pack import import_engine as _import_engine, memory_bytes, restart_peak  # noqa: E402  (bench/ is the script's folder)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-
-
-def _rss(key: str) -> int:
-    return int(re.search(key + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
 
 
 def _random_tensor(key: str, shape: list[int], dtype: str, generator: torch.Generator) -> torch.Tensor:
@@ -81,11 +76,11 @@ def main() -> None:
         # Written by a child process, so that making the random tensors leaves nothing in this one.
         subprocess.run([sys.executable, __file__, "--write-files", folder, "--sam", args.sam], check=True)
         sam_path, m2m_path = Path(folder) / f"sam_{args.sam}.pth", Path(folder) / "mam_vitb.pth"
-        before_load = _rss("VmRSS")
+        before_load = memory_bytes("VmRSS")
         start = time.perf_counter()
         model = mam.FAMILY.load(checkpoint.read_weights(m2m_path), source_name=m2m_path.name, find_companion=lambda c: sam_path)
         load_seconds = time.perf_counter() - start
-        loaded_resident = _rss("VmRSS") - before_load  # memory-mapped weights: pages come when first used
+        loaded_resident = memory_bytes("VmRSS") - before_load  # memory-mapped weights: pages come when first used
         weights_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
         generator = torch.Generator().manual_seed(0)
@@ -95,13 +90,13 @@ def main() -> None:
         model(image, prompt_map, coords, args.kind)  # warm-up: allocator arenas, first-call costs
         latencies, peaks, process_peaks = [], [], []
         for _ in range(args.repeats):
-            Path("/proc/self/clear_refs").write_text("5")  # restart VmHWM from the current resident size
-            resident = _rss("VmRSS")
+            restart_peak()
+            resident = memory_bytes("VmRSS")
             start = time.perf_counter()
             alpha = model(image, prompt_map, coords, args.kind)
             latencies.append(time.perf_counter() - start)
-            peaks.append(_rss("VmHWM") - resident)
-            process_peaks.append(_rss("VmHWM"))
+            peaks.append(memory_bytes("VmHWM") - resident)
+            process_peaks.append(memory_bytes("VmHWM"))
         assert alpha.shape == (1, 1, args.size, args.size)
     print(f"MAM ({args.sam} SAM + M2M [2, 3, 3, 2]) at {args.size}x{args.size}, {args.kind} prompt, {args.threads} threads")
     print(f"  torch {torch.__version__}; engine {engine.__name__}")

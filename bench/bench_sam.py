@@ -15,26 +15,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import resource
 import time
 from pathlib import Path
 
 import torch
 
-from _pack import import_engine as _import_engine  # noqa: E402  (bench/ is the script's folder)
+from _pack import import_engine as _import_engine, memory_bytes, restart_peak  # noqa: E402  (bench/ is the script's folder)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 1024**2
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def main() -> None:
@@ -69,14 +59,15 @@ def main() -> None:
             t2 = time.perf_counter()
         return t1 - t0, t2 - t1, guidance
 
-    resident = _rss_mb()
+    resident = memory_bytes("VmRSS") / 1024**2
+    restart_peak()  # the random state dict built above is gone; measure the passes alone
     one_pass()  # warm-up (allocator, kernels)
     encoder_s, decoder_s = [], []
     for _ in range(args.runs):
         e, d, _ = one_pass()
         encoder_s.append(e)
         decoder_s.append(d)
-    peak = _peak_rss_mb()
+    peak = memory_bytes("VmHWM") / 1024**2
     estimate = model.inference_memory_bytes(1, 1024, 1024) / 1024**2
     print(
         f"SAM {args.size} (random weights), 1024² input, {torch.get_num_threads()} threads: "

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _pack import import_engine as _import_engine, run_child  # noqa: E402  (bench/ is the script's folder)
+from _pack import import_engine as _import_engine, memory_bytes, restart_peak, run_child  # noqa: E402  (bench/ is the script's folder)
 
 REPO = Path(__file__).resolve().parent.parent
 FILE = "SEMat_SAM.pth"
@@ -58,7 +58,6 @@ def write_file(folder: Path) -> None:
 
 def measure(folder: Path, size: int, threads: int) -> dict:
     """In this process (a fresh child): load, one timed forward at size x size."""
-    import re
 
     import torch
 
@@ -68,9 +67,6 @@ def measure(folder: Path, size: int, threads: int) -> dict:
     checkpoint = importlib.import_module("promptmatte.checkpoint")
     del engine
 
-    def rss(key):
-        return int(re.search(key + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
-
     start = time.perf_counter()
     model = semat.FAMILY.load(checkpoint.read_weights(folder / FILE), source_name=FILE, device="cpu")
     load_seconds = time.perf_counter() - start
@@ -79,18 +75,17 @@ def measure(folder: Path, size: int, threads: int) -> dict:
     generator = torch.Generator().manual_seed(0)
     image = torch.rand(1, 3, size, size, generator=generator)
     coords = torch.tensor([[0.2, 0.15, 0.8, 0.9]])
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # restart the peak (VmHWM) from the current resident size
-    before = rss("VmRSS")
+    restart_peak()
+    before = memory_bytes("VmRSS")
     start = time.perf_counter()
     alpha = model(image, None, coords, "box")
     seconds = time.perf_counter() - start
-    extra = rss("VmHWM") - before
+    extra = memory_bytes("VmHWM") - before
     return {
         "size": size,
         "load_s": load_seconds,
         "forward_s": seconds,
-        "peak_rss_gb": rss("VmHWM") / 1e9,
+        "peak_rss_gb": memory_bytes("VmHWM") / 1e9,
         "extra_gb": extra / 1e9,
         "estimate_gb": model.inference_memory_bytes(1, size, size) / 1e9,
         "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _pack import import_engine as _import_engine, run_child  # noqa: E402  (bench/ is the script's folder)
+from _pack import import_engine as _import_engine, memory_bytes, restart_peak, run_child  # noqa: E402  (bench/ is the script's folder)
 
 REPO = Path(__file__).resolve().parent.parent
 FILES = ("ckpt_best.pth", "classifier_resnet50_best.pth.tar")
@@ -71,7 +71,6 @@ def write_files(folder: Path) -> None:
 
 def measure(folder: Path, size: int, threads: int) -> dict:
     """In this process (a fresh child): load, warm up, one timed forward at size x size."""
-    import re
 
     import torch
 
@@ -79,9 +78,6 @@ def measure(folder: Path, size: int, threads: int) -> dict:
     engine = _import_engine()
     sim = importlib.import_module("promptmatte.sim")
     checkpoint = importlib.import_module("promptmatte.checkpoint")
-
-    def rss(key):
-        return int(re.search(key + r":\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) * 1024
 
     del engine
     start = time.perf_counter()
@@ -100,18 +96,17 @@ def measure(folder: Path, size: int, threads: int) -> dict:
     image, trimap = inputs(64, 64)
     model(image, trimap, torch.zeros(1, 4), "trimap", torch.zeros(1, dtype=torch.bool))
     image, trimap = inputs(size, size)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # restart the peak (VmHWM) from the current resident size
-    before = rss("VmRSS")
+    restart_peak()
+    before = memory_bytes("VmRSS")
     start = time.perf_counter()
     model(image, trimap, torch.zeros(1, 4), "trimap", torch.zeros(1, dtype=torch.bool))
     seconds = time.perf_counter() - start
-    extra = rss("VmHWM") - before
+    extra = memory_bytes("VmHWM") - before
     return {
         "size": size,
         "load_s": load_seconds,
         "forward_s": seconds,
-        "peak_rss_gb": rss("VmHWM") / 1e9,
+        "peak_rss_gb": memory_bytes("VmHWM") / 1e9,
         "extra_gb": extra / 1e9,
         "estimate_gb": model.inference_memory_bytes(1, size, size) / 1e9,
         "threads": threads,

@@ -64,8 +64,8 @@ def _check_images(images) -> torch.Tensor:
     return images
 
 
-def _pair(n_images: int, prompts, merge_objects: bool):
-    """[(image index, prompt, output index)], number of outputs."""
+def pair_prompts(n_images: int, prompts, merge_objects: bool):
+    """[(image index, prompt, output index)] (one item per forward pass), number of outputs."""
     if prompts is None:
         prompts = []
     if isinstance(prompts, Prompt):
@@ -202,7 +202,7 @@ def matte(
     if chunk_size < 1:
         raise PromptError(f"chunk_size {chunk_size} must be at least 1")
 
-    items, n_out = _pair(b, prompts, bool(merge_objects))
+    items, n_out = pair_prompts(b, prompts, bool(merge_objects))
     if isinstance(transparent, (bool, int)) or (isinstance(transparent, torch.Tensor) and transparent.dim() == 0):
         flags = [bool(transparent)] * len(items)
     else:

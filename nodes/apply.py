@@ -15,7 +15,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..matting.errors import PromptError
-from ..matting.pipeline import matte
+from ..matting.pipeline import matte, pair_prompts
 from .patcher import make_resident, network
 from .types import CATEGORY, MattePromptType, MatteModelType
 
@@ -111,7 +111,8 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
     net = network(patcher)
     refuse_unsupported_kinds(net, prompts)
     at_input_size = bool(getattr(net, "works_at_input_size", False))
-    n_items = max(int(image.shape[0]), len(prompts or []))
+    items, n_out = pair_prompts(int(image.shape[0]), prompts, bool(merge_objects))  # a batch mismatch stops here
+    n_items = len(items)
     # On a GPU a few items per call run faster than one by one; on the CPU they do not, and one
     # item per call gives the finest progress and interrupts.
     chunk = 1 if mm.is_device_cpu(patcher.load_device) else max(1, min(n_items, MAX_CHUNK))
@@ -141,7 +142,6 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
     # The batch stays on the intermediate device (CPU): the network moves each chunk to its own
     # device and returns the chunk's alpha there, so a long video batch never sits in VRAM.
     image = image.to(mm.intermediate_device())
-    n_out = max(int(image.shape[0]), len(prompts or [])) if not merge_objects else int(image.shape[0])
     semantic = SemanticClasses(net, image, n_out)
     alpha = matte(model_fn, image, prompts, resolution=resolution,
                   resize=resize, focus=focus, margin=margin, transparent=transparent,
