@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Keep bytecode of ComfyUI (imported in-process) out of its checkout.
 if sys.pycache_prefix is None:
     sys.pycache_prefix = str(Path(__file__).resolve().parent.parent / ".venv" / "pycache")

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-import harness  # noqa: E402
+import harness
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 

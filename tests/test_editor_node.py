@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import io
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-import harness  # noqa: E402
-from comfy_host import ExecutionFailed  # noqa: E402
+import harness
+from comfy_host import ExecutionFailed
 
 pytestmark = [pytest.mark.server]
 

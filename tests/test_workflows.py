@@ -21,15 +21,12 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "browser"))
-import harness  # noqa: E402
-import tiny_families  # noqa: E402
+import harness
+import tiny_families
 
 REPO = harness.REPO
 WORKFLOW_DIR = REPO / "workflows"

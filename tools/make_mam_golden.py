@@ -3,7 +3,8 @@
 Not part of the pack and never imported by it or by the tests. Run it in a scratch environment
 that has the authors' repository and their dependencies (see tests/golden/mam/README.md):
 
-    python tools/make_mam_golden.py --authors /tmp/scratch/mam/src --out tests/golden/mam
+    PYTHONPATH=/tmp/scratch/mam/src:/tmp/scratch/mam/src/segment-anything \
+        python tools/make_mam_golden.py --authors /tmp/scratch/mam/src --out tests/golden/mam
 
 What it does:
 1. builds the authors' modules in a reduced configuration (a tiny SAM: ViT of width 64, depth 2,
@@ -31,12 +32,13 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from _authors_code import require_importable  # tools/ is this script's folder
 
 REPO = Path(__file__).resolve().parent.parent
 AUTHORS_COMMIT = "eb01e1c1f0016e2a4d00615b115f3b5ddcd031e4"  # the export used (git archive HEAD)
@@ -54,10 +56,9 @@ def load_helper():
 
 
 def import_authors(authors: Path):
-    """The authors' modules: their scripts run from the repository root with these paths."""
+    """The authors' modules (from PYTHONPATH), imported from the repository root as their scripts run."""
+    require_importable(["networks", "utils", "segment_anything"], [authors, authors / "segment-anything"])
     os.chdir(authors)
-    sys.path.insert(0, str(authors))
-    sys.path.insert(0, str(authors / "segment-anything"))
     # The authors' helpers move results to CUDA; this machine has none.
     torch.Tensor.cuda = lambda self, *args, **kwargs: self
     import utils  # noqa: F401  (authors')

@@ -3,7 +3,7 @@
 Never imported by the pack or its tests. Runs in a scratch venv with the fetched SEMat and
 detectron2 sources (see tests/golden/semat/README.md for the exact command):
 
-    /tmp/scratch/venv-semat/bin/python tools/make_semat_golden.py \
+    PYTHONPATH=/tmp/scratch/semat/src:/tmp/scratch/semat/d2 /tmp/scratch/venv-semat/bin/python tools/make_semat_golden.py \
         --semat /tmp/scratch/semat/src --detectron2 /tmp/scratch/semat/d2 [--write-checkpoints DIR]
 
 What it does:
@@ -27,12 +27,13 @@ import argparse
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from _authors_code import require_importable  # tools/ is this script's folder
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests" / "golden" / "semat"
@@ -234,8 +235,7 @@ def main() -> None:
     parser.add_argument("--released-shapes-only", action="store_true", help="only write released_shapes.json")
     parser.add_argument("--cases", nargs="*", default=None, help="only these cases (default: all)")
     args = parser.parse_args()
-    # This tool (not the pack) runs the authors' code from the scratch folders given.
-    sys.path[:0] = [str(args.semat), str(args.detectron2)]
+    require_importable(["modeling", "detectron2"], [args.semat, args.detectron2])
     # One thread: on a shared CPU, two OpenMP threads waiting on each other made the batched
     # 13x13 convolution take tens of minutes; the results do not depend on it.
     torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Make tests/golden/sim/: SIM's authors' inference path run on seeded images with random weights.
 
-    python tools/make_sim_golden.py AUTHORS_CODE_DIR [OUT_DIR] [--commit SHA] [--work DIR]
+    PYTHONPATH=AUTHORS_CODE_DIR python tools/make_sim_golden.py AUTHORS_CODE_DIR [OUT_DIR] [--commit SHA] [--work DIR]
 
 AUTHORS_CODE_DIR is an export of github.com/nowsyn/SIM (scripts/, networks/, data/, utils/). This
 script is never imported by the pack or its tests; run it in a scratch environment with what their
@@ -63,6 +63,8 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import torch
+
+from _authors_code import require_importable  # tools/ is this script's folder
 
 REDUCED_BLOCKS = [1, 1, 1, 1]
 REDUCED_ASPP = 32
@@ -186,7 +188,7 @@ def main() -> None:
     args = parser.parse_args()
 
     authors = Path(args.authors).resolve()
-    sys.path.insert(0, str(authors))  # the authors' modules import each other as top-level packages
+    require_importable(["scripts", "networks"], [authors])
     sys.argv = [sys.argv[0]]
     import scripts.main as authors_main  # noqa: E402  (parses no arguments on import)
 
