@@ -96,6 +96,25 @@ def test_scripts_test_runs_both_lanes_and_fails_when_either_fails(comfy_path):
     assert "lane main: exit 1" in both.stderr and "lane min: exit 1" in both.stderr, both.stderr[-3000:]
 
 
+def test_a_venv_is_not_built_on_a_disk_without_room(tmp_path):
+    """Before pip installs torch (about 6 GB) into a new venv, the scripts check the disk: pip
+    running out of space half-way leaves a broken venv behind a long traceback."""
+
+    def check(need_gb: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", "-c", 'source scripts/lib.sh && pm_need_disk "$1" && echo "room"', "check", str(tmp_path)],
+            cwd=str(REPO), env=dict(os.environ, PROMPTMATTE_VENV_NEED_GB=str(need_gb)),
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        )
+
+    full = check(10**9)  # more than any disk holds
+    assert full.returncode == 1 and "room" not in full.stdout, (full.returncode, full.stdout, full.stderr)
+    assert f"GB free on the disk of {tmp_path}" in full.stderr and "needs about 1000000000 GB" in full.stderr
+    assert "Free some space" in full.stderr, full.stderr
+    roomy = check(0)
+    assert roomy.returncode == 0 and roomy.stdout.strip() == "room", (roomy.returncode, roomy.stderr)
+
+
 @pytest.mark.timeout(300)
 def test_scripts_test_fails_when_no_test_runs(comfy_path):
     env = dict(os.environ, COMFYUI_PATH=str(comfy_path))
