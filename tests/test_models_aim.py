@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -24,6 +22,7 @@ import torch
 from PIL import Image
 
 from aim_golden import _digest, _fill, write_checkpoint
+from peak_memory import PEAK_HELPERS
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "aim"
 TOLERANCE = 3e-5
@@ -277,22 +276,14 @@ def test_a_truncated_network_is_a_checkpoint_error(aim, pack, manifest, tmp_path
 
 _PEAK_SCRIPT = textwrap.dedent(
     """
-    import importlib, json, re, sys, torch
+    import importlib, json, sys, torch
     aim = importlib.import_module("{pack}.models.aim")
     read_weights = importlib.import_module("{pack}.models.checkpoint").read_weights
     model = aim.FAMILY.load(read_weights(sys.argv[1]), source_name="aim", device="cpu", dtype=None, find_companion=None)
-    def rss(key):
-        return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
     torch.set_num_threads(2)
     model(torch.rand(1, 3, 128, 128), None, None, "auto")  # warm-up: weights paged in, allocator arenas
-    peaks = []
-    for _ in range(2):
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # restart the peak (VmHWM) from the current resident size
-        before = rss("VmRSS")
-        model(torch.rand(1, 3, {height}, {width}), None, None, "auto")
-        peaks.append(rss("VmHWM") - before)
-    print(json.dumps({{"peak": min(peaks), "estimate": model.inference_memory_bytes(1, {height}, {width})}}))
+    peaks = [forward_peak(lambda: model(torch.rand(1, 3, {height}, {width}), None, None, "auto")) for _ in range(2)]
+    print(json.dumps({{"peaks": peaks, "estimate": model.inference_memory_bytes(1, {height}, {width})}}))
     """
 )
 
@@ -300,14 +291,10 @@ _PEAK_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc: Linux only")
 def test_memory_estimate_is_within_2x_of_the_measured_peak(pack, checkpoint):
     height, width = 384, 480
-    script = _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width)
+    script = PEAK_HELPERS + _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width)
     holder = Path(pack.__path__[0]).parent
-    # A fixed mmap threshold: glibc otherwise raises it after large frees and keeps the previous
-    # run's maps resident, so the second run's peak would hardly grow (measured 0.5x, flaky).
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(checkpoint)], capture_output=True, text=True, cwd=str(holder), env=env
-    )
+    done = subprocess.run([sys.executable, "-c", script, str(checkpoint)], capture_output=True, text=True, cwd=str(holder))
     assert done.returncode == 0, done.stderr[-2000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
-    assert measured["estimate"] / 2 <= measured["peak"] <= measured["estimate"] * 2, measured
+    # every pass, not the smallest: each must be within 2x of what the model asks ComfyUI for
+    assert all(measured["estimate"] / 2 <= peak <= measured["estimate"] * 2 for peak in measured["peaks"]), measured

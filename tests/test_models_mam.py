@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from mam_golden import write_checkpoints
+from peak_memory import PEAK_HELPERS
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "mam"
 TOLERANCE = 3e-5
@@ -234,15 +235,9 @@ _PEAK_SCRIPT = textwrap.dedent(
     mam = importlib.import_module("{pack}.models.mam")
     checkpoint = importlib.import_module("{pack}.models.checkpoint")
     model = mam.FAMILY.load(checkpoint.read_weights({m2m!r}), find_companion=lambda c: {sam!r})
-    def rss(key):
-        return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
     image = torch.rand(1, 3, {height}, {width})
     coords = torch.tensor([[0.2, 0.2, 0.8, 0.9]])
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # restart the peak (VmHWM) from the current resident size
-    before = rss("VmRSS")
-    model(image, torch.zeros(1, 1, {height}, {width}), coords, "box")
-    measured = rss("VmHWM") - before
+    measured = forward_peak(lambda: model(image, torch.zeros(1, 1, {height}, {width}), coords, "box"))
     print(json.dumps({{"measured": measured, "estimate": model.inference_memory_bytes(1, {height}, {width})}}))
     """
 )
@@ -253,9 +248,10 @@ def test_inference_memory_estimate_is_within_twice_the_measured_peak(pack, files
     script = _PEAK_SCRIPT.format(pack=pack.__name__, m2m=str(files["mam_tiny.pth"]), sam=str(files["sam_tiny.pth"]), height=300, width=400)
     holder = Path(pack.__path__[0]).parent  # the folder the pack is imported from (tests/conftest.py)
     result = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(holder)!r})\n" + script],
+        [sys.executable, "-c", PEAK_HELPERS + script],
         capture_output=True,
         text=True,
+        cwd=str(holder),
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]

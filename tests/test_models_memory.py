@@ -16,6 +16,8 @@ from diffusers import AutoencoderKL
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from peak_memory import PEAK_HELPERS
+
 
 @pytest.fixture(scope="module")
 def modules(pack):
@@ -60,7 +62,7 @@ def test_banded_autoencoder_equals_the_stock_one(modules, monkeypatch, band_elem
 
 _PEAK_SCRIPT = textwrap.dedent(
     """
-    import importlib, json, re, torch
+    import importlib, json, torch
     architecture = importlib.import_module("{pack}.models.sdmatte.architecture")
     autoencoder = importlib.import_module("{pack}.models.sdmatte.autoencoder")
     banded = importlib.import_module("{pack}.models.sdmatte.banded")
@@ -71,22 +73,14 @@ _PEAK_SCRIPT = textwrap.dedent(
         "stock": lambda z: vae.decoder(vae.post_quant_conv(z)),
         "banded": lambda z: vae.decode_rgb(z * vae.config.scaling_factor),
     }}
-    def rss(key):
-        return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
     extra = {{}}
     with torch.inference_mode():
         for decode in decoders.values():  # warm-up: allocator arenas and kernel caches are not the decoder's
             decode(torch.randn(1, 4, 16, 16))
         latent = torch.randn(1, 4, 64, 64)
         for name, decode in decoders.items():
-            peaks = []
-            for _ in range(3):  # the least of three: allocator arenas add tens of MB now and then
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")  # restart the peak (VmHWM) from the current resident size
-                before = rss("VmRSS")
-                decode(latent)
-                peaks.append(rss("VmHWM") - before)
-            extra[name] = min(peaks)
+            # the least of three: allocator arenas add tens of MB now and then
+            extra[name] = min(forward_peak(lambda: decode(latent)) for _ in range(3))
     print(json.dumps(extra))
     """
 )
@@ -95,7 +89,7 @@ _PEAK_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc: Linux only")
 def test_banded_decoder_needs_far_less_memory(pack):
     """Decoding a 512x512 matte: the banded decoder's extra peak memory is under half the stock one's."""
-    script = _PEAK_SCRIPT.format(pack=pack.__name__)
+    script = PEAK_HELPERS + _PEAK_SCRIPT.format(pack=pack.__name__)
     holder = Path(pack.__path__[0]).parent  # the folder the pack is importable from
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(holder))
     assert done.returncode == 0, done.stderr[-2000:]

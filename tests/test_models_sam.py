@@ -17,6 +17,8 @@ import pytest
 import torch
 from PIL import Image
 
+from peak_memory import PEAK_HELPERS
+
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sam"
 TOLERANCE = 3e-5  # max-abs, float32 (tests/golden/sam/README.md)
 EMBEDDING_SUFFIXES = (
@@ -323,19 +325,14 @@ torch.manual_seed(0)
 model = sam.SamModel(config).eval()
 image = torch.rand(1, 3, 900, 1200)
 box = torch.tensor([[100.0, 100.0, 700.0, 600.0]])
-def status(key):
-    return next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith(key + ":"))
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")  # restart the peak (VmHWM) from the current resident size
-# (not ru_maxrss: Linux carries it over from the parent across fork and exec, so it reported the
-# pytest process's size in a long run)
-resident = status("VmRSS")
-with torch.inference_mode():
-    padded, input_size = model.preprocess(image)
-    embedding = model.image_encoder(padded)
-    guidance = model.guidance_masks(embedding, input_size, (900, 1200), boxes=box)
-peak = status("VmHWM")
-print(json.dumps({"measured": peak - resident, "estimate": model.inference_memory_bytes(1, 900, 1200)}))
+def one_pass():
+    with torch.inference_mode():
+        padded, input_size = model.preprocess(image)
+        embedding = model.image_encoder(padded)
+        model.guidance_masks(embedding, input_size, (900, 1200), boxes=box)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec, so it
+# reported the pytest process's size in a long run
+print(json.dumps({"measured": forward_peak(one_pass), "estimate": model.inference_memory_bytes(1, 900, 1200)}))
 """
 
 
@@ -346,7 +343,7 @@ def test_inference_memory_estimate_is_within_2x_of_the_measured_peak(pack, tmp_p
 
     holder = Path(pack.__path__[0]).parent  # the folder the pack is importable from
     done = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT, pack.__name__], capture_output=True, text=True, cwd=str(holder), timeout=300
+        [sys.executable, "-c", PEAK_HELPERS + MEMORY_SCRIPT, pack.__name__], capture_output=True, text=True, cwd=str(holder), timeout=300
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from semat_golden import build_state, write_checkpoint
+from peak_memory import PEAK_HELPERS
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "semat"
 TOLERANCE = 3e-5
@@ -306,23 +307,18 @@ def test_rebuilt_checkpoint_is_detectron2s_layout(files):
 
 _PEAK_SCRIPT = textwrap.dedent(
     """
-    import importlib, json, re, torch
+    import importlib, json, torch
     torch.set_num_threads(1)
     semat = importlib.import_module("{pack}.models.semat")
     checkpoint = importlib.import_module("{pack}.models.checkpoint")
     model = semat.FAMILY.load(checkpoint.read_weights({path!r}))
-    def rss(key):
-        return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
     image = torch.rand(1, 3, {height}, {width})
     coords = torch.tensor([[0.2, 0.2, 0.8, 0.9]])
     # No warm-up pass (each costs ~10 s of CPU at the fixed 1024² frame): the measured peak of a
     # first forward also holds its one-time allocations (allocator arenas, oneDNN primitives),
     # what a user's first run needs.
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # restart the peak (VmHWM) from the current resident size
-    before = rss("VmRSS")
-    model(image, None, coords, "box")
-    print(json.dumps({{"measured": rss("VmHWM") - before, "estimate": model.inference_memory_bytes(1, {height}, {width})}}))
+    measured = forward_peak(lambda: model(image, None, coords, "box"))
+    print(json.dumps({{"measured": measured, "estimate": model.inference_memory_bytes(1, {height}, {width})}}))
     """
 )
 
@@ -332,9 +328,10 @@ def test_inference_memory_estimate_is_within_twice_the_measured_peak(pack, files
     script = _PEAK_SCRIPT.format(pack=pack.__name__, path=str(files["sam"]), height=300, width=400)
     holder = Path(pack.__path__[0]).parent  # the folder the pack is imported from (tests/conftest.py)
     result = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(holder)!r})\n" + script],
+        [sys.executable, "-c", PEAK_HELPERS + script],
         capture_output=True,
         text=True,
+        cwd=str(holder),
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-2000:]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
+from peak_memory import PEAK_HELPERS
 from sim_golden import CLASSIFIER_FILE, MATTING_FILE, write_checkpoints
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sim"
@@ -240,15 +240,13 @@ def test_model_answers_the_family_interface(sim, model):
 
 _PEAK_SCRIPT = textwrap.dedent(
     """
-    import importlib, json, re, sys, torch
+    import importlib, json, sys, torch
     sim = importlib.import_module("{pack}.models.sim")
     checkpoint = importlib.import_module("{pack}.models.checkpoint")
     folder = sys.argv[1]
     weights = checkpoint.read_weights(folder + "/ckpt_best.pth")
     model = sim.FAMILY.load(weights, source_name="ckpt_best.pth", device="cpu", dtype=None,
                             find_companion=lambda companion: folder + "/classifier_resnet50_best.pth.tar")
-    def rss(key):
-        return int(re.search(key + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
     def run(height, width):
         image = torch.rand(1, 3, height, width)
         trimap = torch.zeros(1, 1, height, width)
@@ -257,14 +255,8 @@ _PEAK_SCRIPT = textwrap.dedent(
         model(image, trimap, torch.zeros(1, 4), "trimap", torch.zeros(1, dtype=torch.bool))
     torch.set_num_threads(2)
     run(64, 64)  # warm-up: weights paged in, allocator arenas and kernel caches
-    peaks = []
-    for _ in range(2):
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # restart the peak (VmHWM) from the current resident size
-        before = rss("VmRSS")
-        run({height}, {width})
-        peaks.append(rss("VmHWM") - before)
-    print(json.dumps({{"peak": min(peaks), "estimate": model.inference_memory_bytes(1, {height}, {width})}}))
+    peaks = [forward_peak(lambda: run({height}, {width})) for _ in range(2)]
+    print(json.dumps({{"peaks": peaks, "estimate": model.inference_memory_bytes(1, {height}, {width})}}))
     """
 )
 
@@ -274,9 +266,10 @@ def test_memory_estimate_is_within_2x_of_the_measured_peak(pack, golden_files):
     # At 256 x 320 the peak is a few full-size maps, and the allocator's reuse of freed blocks moves
     # it by 2x between library versions (min lane 74-88 MB vs 177 MB estimated); here the maps dominate.
     height, width = 512, 640
-    script = _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width)
+    script = PEAK_HELPERS + _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width)
     holder = Path(pack.__path__[0]).parent
     done = subprocess.run([sys.executable, "-c", script, str(golden_files)], capture_output=True, text=True, cwd=str(holder))
     assert done.returncode == 0, done.stderr[-2000:]
     measured = json.loads(done.stdout.strip().splitlines()[-1])
-    assert measured["estimate"] / 2 <= measured["peak"] <= measured["estimate"] * 2, measured
+    # every pass, not the smallest: each must be within 2x of what the model asks ComfyUI for
+    assert all(measured["estimate"] / 2 <= peak <= measured["estimate"] * 2 for peak in measured["peaks"]), measured
