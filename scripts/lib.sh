@@ -123,7 +123,8 @@ pm_ensure_lane_venv() {
         pm_log "creating ${venv} with ${base_py}"
         "$base_py" -m venv "$venv" || pm_die "could not create ${venv}"
     fi
-    pm_need_disk "$venv"
+    # A venv that has torch already needs only what changed; a new one needs room for torch.
+    "$py" -c 'import torch' >/dev/null 2>&1 || pm_need_disk "$venv"
     rm -f "${venv}/.promptmatte-stamp"
     reqs="${venv}/promptmatte-requirements"
     mkdir -p "$reqs"
@@ -157,7 +158,7 @@ pm_need_disk() {
     [ -n "$free_kb" ] || return 0
     if [ "$free_kb" -lt $((PM_VENV_NEED_GB * 1024 * 1024)) ]; then
         pm_die "$(printf 'only %s GB free on the disk of %s; a venv with torch needs about %s GB.' \
-            "$((free_kb / 1024 / 1024))" "$1" "$PM_VENV_NEED_GB") Free some space (old venvs, pip's cache: pip cache purge) and run again."
+            "$((free_kb / 1024 / 1024))" "$1" "$PM_VENV_NEED_GB") Free some space (old venvs, pip's cache: pip cache purge) and run again (PROMPTMATTE_VENV_NEED_GB changes the figure, e.g. for a CPU-only torch)."
     fi
 }
 
