@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from PIL import Image
 
 from aim_golden import _digest, _fill, write_checkpoint
-from peak_memory import PEAK_HELPERS
+from peak_memory import measure_in_child
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "aim"
 TOLERANCE = 3e-5
@@ -291,10 +290,6 @@ _PEAK_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc: Linux only")
 def test_memory_estimate_is_within_2x_of_the_measured_peak(pack, checkpoint):
     height, width = 384, 480
-    script = PEAK_HELPERS + _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width)
-    holder = Path(pack.__path__[0]).parent
-    done = subprocess.run([sys.executable, "-c", script, str(checkpoint)], capture_output=True, text=True, cwd=str(holder))
-    assert done.returncode == 0, done.stderr[-2000:]
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = measure_in_child(pack, _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width), checkpoint)
     # every pass, not the smallest: each must be within 2x of what the model asks ComfyUI for
     assert all(measured["estimate"] / 2 <= peak <= measured["estimate"] * 2 for peak in measured["peaks"]), measured

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 import torch
 
 from mam_golden import write_checkpoints
-from peak_memory import PEAK_HELPERS
+from peak_memory import measure_in_child
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "mam"
 TOLERANCE = 3e-5
@@ -246,14 +245,5 @@ _PEAK_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc: Linux only")
 def test_inference_memory_estimate_is_within_twice_the_measured_peak(pack, files):
     script = _PEAK_SCRIPT.format(pack=pack.__name__, m2m=str(files["mam_tiny.pth"]), sam=str(files["sam_tiny.pth"]), height=300, width=400)
-    holder = Path(pack.__path__[0]).parent  # the folder the pack is imported from (tests/conftest.py)
-    result = subprocess.run(
-        [sys.executable, "-c", PEAK_HELPERS + script],
-        capture_output=True,
-        text=True,
-        cwd=str(holder),
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    numbers = measure_in_child(pack, script, timeout=300)
     assert numbers["measured"] / 2 <= numbers["estimate"] <= numbers["measured"] * 2, numbers

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import json
 import re
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +13,7 @@ from diffusers import AutoencoderKL
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from peak_memory import PEAK_HELPERS
+from peak_memory import measure_in_child
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +86,7 @@ _PEAK_SCRIPT = textwrap.dedent(
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc: Linux only")
 def test_banded_decoder_needs_far_less_memory(pack):
     """Decoding a 512x512 matte: the banded decoder's extra peak memory is under half the stock one's."""
-    script = PEAK_HELPERS + _PEAK_SCRIPT.format(pack=pack.__name__)
-    holder = Path(pack.__path__[0]).parent  # the folder the pack is importable from
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=str(holder))
-    assert done.returncode == 0, done.stderr[-2000:]
-    extra = json.loads(done.stdout.strip().splitlines()[-1])
+    extra = measure_in_child(pack, _PEAK_SCRIPT.format(pack=pack.__name__))
     # stock: several 64-channel 512x512 maps (64 MB each) alive at once, plus the library's copies;
     # banded: the last stage's input at 256x256 (32 MB), two 64-channel maps and the bands
     assert extra["banded"] < 0.5 * extra["stock"], extra

@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from peak_memory import PEAK_HELPERS
+from peak_memory import measure_in_child
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sam"
 TOLERANCE = 3e-5  # max-abs, float32 (tests/golden/sam/README.md)
@@ -338,13 +338,5 @@ print(json.dumps({"measured": forward_peak(one_pass), "estimate": model.inferenc
 
 def test_inference_memory_estimate_is_within_2x_of_the_measured_peak(pack, tmp_path):
     """A ViT (width 384, one windowed and one global block) at 900x1200, in a fresh process."""
-    import subprocess
-    import sys
-
-    holder = Path(pack.__path__[0]).parent  # the folder the pack is importable from
-    done = subprocess.run(
-        [sys.executable, "-c", PEAK_HELPERS + MEMORY_SCRIPT, pack.__name__], capture_output=True, text=True, cwd=str(holder), timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = measure_in_child(pack, MEMORY_SCRIPT, pack.__name__, timeout=300)
     assert result["estimate"] / 2 <= result["measured"] <= result["estimate"] * 2, result

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from peak_memory import PEAK_HELPERS
+from peak_memory import measure_in_child
 from sim_golden import CLASSIFIER_FILE, MATTING_FILE, write_checkpoints
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "sim"
@@ -266,10 +265,6 @@ def test_memory_estimate_is_within_2x_of_the_measured_peak(pack, golden_files):
     # At 256 x 320 the peak is a few full-size maps, and the allocator's reuse of freed blocks moves
     # it by 2x between library versions (min lane 74-88 MB vs 177 MB estimated); here the maps dominate.
     height, width = 512, 640
-    script = PEAK_HELPERS + _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width)
-    holder = Path(pack.__path__[0]).parent
-    done = subprocess.run([sys.executable, "-c", script, str(golden_files)], capture_output=True, text=True, cwd=str(holder))
-    assert done.returncode == 0, done.stderr[-2000:]
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = measure_in_child(pack, _PEAK_SCRIPT.format(pack=pack.__name__, height=height, width=width), golden_files)
     # every pass, not the smallest: each must be within 2x of what the model asks ComfyUI for
     assert all(measured["estimate"] / 2 <= peak <= measured["estimate"] * 2 for peak in measured["peaks"]), measured
