@@ -469,12 +469,19 @@ def heat_map(error: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
 
 def _as_batch(masks, what: str) -> np.ndarray:
     if hasattr(masks, "detach") and hasattr(masks, "cpu"):
-        masks = masks.detach().cpu().float().numpy()
+        masks = masks.detach().cpu()
+        masks = (masks.float() if masks.is_floating_point() else masks).numpy()
     a = np.asarray(masks)
     if a.ndim == 2:
         a = a[None]
-    if a.ndim == 4 and a.shape[-1] == 1:
+    if a.ndim == 4 and a.shape[1] == 1:
+        a = a[:, 0]
+    elif a.ndim == 4 and a.shape[-1] == 1:
         a = a[..., 0]
+    if a.dtype == np.bool_:
+        a = a.astype(np.float32)
+    elif not np.issubdtype(a.dtype, np.floating):  # integer masks: 0/1, or 0..255
+        a = a.astype(np.float32) / (255.0 if a.size and a.max() > 1 else 1.0)
     if a.ndim != 3 or a.shape[0] < 1:
         raise MetricsError(f"the {what} has shape {tuple(np.shape(masks))}; connect a MASK (batch, height, width)")
     return a

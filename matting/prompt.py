@@ -10,14 +10,19 @@ pipeline works at.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import PromptError
+from .masks import UPSTREAM_HINT
+
+LOG = logging.getLogger("PromptMatte")
 
 KINDS = ("point", "box", "mask", "trimap", "auto")
 MAX_POINTS = 10  # SDMatte's coordinate embedding has room for 10 clicks
@@ -136,8 +141,8 @@ class Prompt:
         if not bool(binary.any()):
             raise PromptError(
                 f"the mask is empty: no pixel is above the threshold {threshold:g} "
-                f"(its largest value is {float(t.max()):.3g}); draw the subject in the mask "
-                "or lower the threshold"
+                f"(its largest value is {float(t.max()):.3g}); draw the subject in the mask, "
+                f"lower the threshold, or, if a detector made it, {UPSTREAM_HINT}"
             )
         return cls(kind="mask", mask=binary, source_size=(int(t.shape[0]), int(t.shape[1])))
 
@@ -187,7 +192,9 @@ class Prompt:
 
         Points and boxes drawn on an image of ``source_size`` are scaled; without a
         ``source_size`` they are taken to be in (height, width) pixels already.
-        Masks and trimaps are not resized (see :func:`validate_for_image`).
+        Masks and trimaps of another size are resized to (height, width) with nearest-neighbour
+        sampling (their 0 / 0.5 / 1 values stay as they are); that is logged, since it usually means
+        the mask was made on a resized copy of the image (SAM 2's video segmenter works at 1024²).
         """
         if self.kind in ("point", "box") and self.source_size is not None:
             sh, sw = self.source_size
@@ -200,7 +207,17 @@ class Prompt:
                 return replace(self, box=(x1 * fx, y1 * fy, x2 * fx, y2 * fy), source_size=(height, width))
         if self.kind in ("point", "box", "auto"):
             return replace(self, source_size=(height, width))
-        return self
+        mh, mw = self.mask.shape
+        if (mh, mw) == (height, width):
+            return self
+        stretched = abs(mw / mh - width / height) > 0.01 * (width / height)
+        LOG.warning(
+            "PromptMatte: the %s prompt is %d×%d but the image is %d×%d (width×height): resized to the image "
+            "(nearest)%s", self.kind, mw, mh, width, height,
+            "; their aspect ratios differ, so it was stretched" if stretched else "",
+        )
+        resized = F.interpolate(self.mask[None, None], size=(height, width), mode="nearest-exact")[0, 0]
+        return replace(self, mask=resized, source_size=(height, width))
 
     def cropped(self, x0: int, y0: int, x1: int, y1: int) -> "Prompt":
         """The prompt relative to the crop [x0, x1) × [y0, y1) of its image (integer pixels)."""
@@ -349,9 +366,4 @@ def validate_for_image(prompt: Prompt, height: int, width: int) -> None:
     elif kind in ("mask", "trimap"):
         if not isinstance(prompt.mask, torch.Tensor) or prompt.mask.dim() != 2:
             raise PromptError(f"the {kind} prompt has no (height, width) {kind}; build it with Prompt.from_{kind}")
-        mh, mw = prompt.mask.shape
-        if (mh, mw) != (height, width):
-            raise PromptError(
-                f"the {kind} is {mw}×{mh} but the image is {width}×{height} (width×height); "
-                f"resize the {kind} to the image size (e.g. with an image/mask resize node, nearest)"
-            )
+        # Another size than the image is fine: scaled_to resizes it (and logs that it did).

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import torch
+import torch.nn.functional as F
 
 import comfy.utils
 from comfy_api.latest import io
 
 from ..matting.errors import PromptError
+from ..matting.masks import mask_batch
 from .types import CATEGORY
 
+LOG = logging.getLogger("PromptMatte")
 BACKGROUNDS = ["transparent", "color", "image"]
 _HEX = re.compile(r"^#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})$")
 
@@ -27,18 +31,22 @@ def parse_color(text: str) -> torch.Tensor:
 
 
 def pair_batches(image: torch.Tensor, alpha: torch.Tensor):
-    """(B, H, W, 3) image and (N, H, W) alpha made to the same batch size (one side may be 1)."""
+    """(B, H, W, 3) image and (N, H, W) alpha made to the same batch size (one side may be 1).
+
+    The alpha may come in any MASK form other nodes emit (see ``matting.masks.mask_batch``); one of
+    another size than the image is resized to it (bilinear) and the log says so.
+    """
     if image.dim() == 3:
         image = image[None]
-    if alpha.dim() == 2:
-        alpha = alpha[None]
+    alpha = mask_batch(alpha, "alpha")
     if image.shape[-1] != 3:
         raise PromptError(f"the image has {image.shape[-1]} channels; Matte Composite needs an RGB image "
                           "(3 channels): drop the alpha channel first")
-    if tuple(image.shape[1:3]) != tuple(alpha.shape[1:3]):
-        raise PromptError(
-            f"the alpha is {alpha.shape[2]}×{alpha.shape[1]} but the image is {image.shape[2]}×{image.shape[1]} "
-            "(width×height); connect the alpha computed from this image")
+    h, w = image.shape[1:3]
+    if tuple(alpha.shape[1:3]) != (h, w):
+        LOG.warning("PromptMatte: Matte Composite: the alpha is %d×%d but the image is %d×%d (width×height): "
+                    "alpha resized to the image (bilinear)", alpha.shape[2], alpha.shape[1], w, h)
+        alpha = F.interpolate(alpha[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
     b, n = image.shape[0], alpha.shape[0]
     if b != n:
         if b == 1:
@@ -48,7 +56,7 @@ def pair_batches(image: torch.Tensor, alpha: torch.Tensor):
         else:
             raise PromptError(f"batch mismatch: {b} images and {n} alphas; give one alpha per image, "
                               "one alpha for all images, or one image for all alphas")
-    return image.float(), alpha.float().clamp(0, 1)
+    return image.float(), alpha.to(image.device).float().clamp(0, 1)
 
 
 def _foreground(image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

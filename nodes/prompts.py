@@ -10,6 +10,7 @@ import torch
 from comfy_api.latest import io
 
 from ..matting.errors import PromptError
+from ..matting.masks import COMBINE_MODES, combine_masks, mask_batch
 from ..matting.prompt import Prompt, parse_points_json
 from ..matting.trimap import trimap_from_mask
 from .types import CATEGORY, MattePromptType
@@ -20,15 +21,17 @@ PROMPT_TOOLTIP = ("Prompt(s) for 'Matting'. One prompt is used for every image; 
                   "prompts pairs with a batch of images, or gives one alpha per prompt for one image.")
 
 
-def _mask_batch(mask: torch.Tensor, what: str) -> torch.Tensor:
-    """A ComfyUI MASK as (B, H, W) float on the CPU."""
-    if mask.dim() == 2:
-        mask = mask[None]
-    if mask.dim() == 4 and mask.shape[-1] == 1:
-        mask = mask[..., 0]
-    if mask.dim() != 3:
-        raise PromptError(f"the {what} has shape {tuple(mask.shape)}; connect a MASK (batch, height, width)")
-    return mask.detach().to("cpu", torch.float32)
+def combine_input() -> io.Combo.Input:
+    return io.Combo.Input(
+        "combine", options=list(COMBINE_MODES), default="union",
+        tooltip=("Several masks for one image (SAM packs give one per detected object): 'union' joins them into "
+                 "one prompt (one matte); 'largest' keeps only the biggest; 'each' makes one prompt per mask "
+                 "(one matte per mask, or mask i for image i of a batch of frames)."))
+
+
+def _combined(mask, threshold: float, combine: str, what: str = "mask") -> torch.Tensor:
+    """A MASK input as the node uses it: (N, H, W) after ``combine`` (N = 1 unless 'each')."""
+    return combine_masks(mask_batch(mask, what), combine, threshold, what)
 
 
 def bboxes_to_prompts(bboxes) -> list[Prompt]:
@@ -113,18 +116,20 @@ class PromptMatteBox(io.ComfyNode):
                               tooltip="Boxes (x1, y1, x2, y2) from KJNodes' Points Editor or Florence2; "
                                       "one prompt per box. Overrides x1 y1 x2 y2."),
                 io.Mask.Input("mask", optional=True,
-                              tooltip="Use the box around the nonzero area of this mask (one prompt per "
-                                      "mask of a batch). Overrides x1 y1 x2 y2."),
+                              tooltip="Use the box around the nonzero area of this mask (see 'combine' for a "
+                                      "batch of masks). Overrides x1 y1 x2 y2."),
+                combine_input(),
             ],
             outputs=[MattePromptType.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP)],
         )
 
     @classmethod
-    def execute(cls, x1: int, y1: int, x2: int, y2: int, bboxes=None, mask=None) -> io.NodeOutput:
+    def execute(cls, x1: int, y1: int, x2: int, y2: int, bboxes=None, mask=None,
+                combine: str = "union") -> io.NodeOutput:
         if bboxes is not None:
             return io.NodeOutput(bboxes_to_prompts(bboxes))
         if mask is not None:
-            return io.NodeOutput([box_of_mask(m, i) for i, m in enumerate(_mask_batch(mask, "mask"))])
+            return io.NodeOutput([box_of_mask(m, i) for i, m in enumerate(_combined(mask, 0.0, combine))])
         return io.NodeOutput([Prompt.from_box(x1, y1, x2, y2)])
 
 
@@ -148,25 +153,30 @@ class PromptMatteMask(io.ComfyNode):
             inputs=[
                 io.Mask.Input("mask", optional=True,
                               tooltip="Rough mask of the subject, 1 = subject (SAM masks, a mask painted in "
-                                      "Load Image's mask editor). A batch gives one prompt per mask. Same "
-                                      "size as the image."),
+                                      "Load Image's mask editor). A batch is combined as 'combine' says. "
+                                      "Another size than the image is resized to it (nearest)."),
                 io.Float.Input("threshold", default=0.5, min=0.0, max=0.99, step=0.01,
                                tooltip="Mask values above this count as the subject."),
                 io.SEGS.Input("segs", optional=True,
-                              tooltip="Impact Pack SEGS instead of (or besides) a mask: one prompt per segment."),
+                              tooltip="Impact Pack SEGS instead of (or besides) a mask: each segment is one "
+                                      "mask of the batch 'combine' applies to."),
+                combine_input(),
             ],
             outputs=[MattePromptType.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP)],
         )
 
     @classmethod
-    def execute(cls, threshold: float, mask=None, segs=None) -> io.NodeOutput:
+    def execute(cls, threshold: float, mask=None, segs=None, combine: str = "union") -> io.NodeOutput:
         if mask is None and segs is None:
             raise PromptError("Matte Prompt: Mask needs a 'mask' (e.g. from a SAM node or Load Image) or "
                               "Impact Pack 'segs'; connect one")
-        masks = [] if mask is None else list(_mask_batch(mask, "mask"))
+        masks = [] if mask is None else list(mask_batch(mask, "mask"))
         if segs is not None:
             masks += list(segs_to_masks(segs))
-        return io.NodeOutput([Prompt.from_mask(m, threshold=threshold) for m in masks])
+        if len({tuple(m.shape) for m in masks}) > 1:
+            raise PromptError("the 'mask' and the 'segs' are of different sizes; connect masks of one image")
+        chosen = combine_masks(torch.stack(masks), combine, threshold)
+        return io.NodeOutput([Prompt.from_mask(m, threshold=threshold) for m in chosen])
 
 
 class PromptMatteTrimap(io.ComfyNode):
@@ -187,12 +197,14 @@ class PromptMatteTrimap(io.ComfyNode):
                                       "(values are snapped to the nearest). A batch gives one prompt each."),
                 io.Mask.Input("mask", optional=True,
                               tooltip="Or a mask of the subject (1 = subject); the trimap is built from it "
-                                      "with 'erode' and 'dilate'. Ignored when 'trimap' is connected."),
+                                      "with 'erode' and 'dilate' (a batch of masks: see 'combine'). Ignored "
+                                      "when 'trimap' is connected."),
                 io.Int.Input("erode", default=10, min=0, max=512,
                              tooltip="Pixels the mask shrinks to make the sure-subject area."),
                 io.Int.Input("dilate", default=10, min=0, max=512,
                              tooltip="Pixels the mask grows; beyond it is sure background. The band in "
                                      "between is unknown (0.5)."),
+                combine_input(),
             ],
             outputs=[
                 MattePromptType.Output(display_name="prompt", tooltip=PROMPT_TOOLTIP),
@@ -201,11 +213,11 @@ class PromptMatteTrimap(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, erode: int, dilate: int, trimap=None, mask=None) -> io.NodeOutput:
+    def execute(cls, erode: int, dilate: int, trimap=None, mask=None, combine: str = "union") -> io.NodeOutput:
         if trimap is not None:
-            tri = _mask_batch(trimap, "trimap")
+            tri = mask_batch(trimap, "trimap")
         elif mask is not None:
-            tri = trimap_from_mask(_mask_batch(mask, "mask"), erode, dilate)
+            tri = trimap_from_mask(_combined(mask, 0.5, combine), erode, dilate)
         else:
             raise PromptError("Matte Prompt: Trimap needs a 'trimap' or a 'mask' to build one from; connect one")
         prompts = [Prompt.from_trimap(t) for t in tri]

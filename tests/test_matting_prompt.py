@@ -85,10 +85,20 @@ def test_mask_accepts_numpy_and_channel_dims(M):
         M.Prompt.from_mask(torch.ones(2, 16, 20))
 
 
-def test_mask_size_mismatch_is_refused(M):
-    p = M.Prompt.from_mask(torch.ones(32, 32))
-    with pytest.raises(M.PromptError, match=r"the mask is 32×32 but the image is 64×48.*resize the mask"):
-        M.validate_for_image(p, 48, 64)
+def test_a_mask_of_another_size_is_resized_to_the_image_and_the_log_says_so(M, caplog):
+    """SAM 2's video segmenter works at 1024²: its masks reach us at another size than the image."""
+    m = torch.zeros(32, 32)
+    m[8:24, 16:32] = 1  # the right half of the middle rows
+    p = M.Prompt.from_mask(m)
+    M.validate_for_image(p, 48, 64)  # no longer refused
+    with caplog.at_level("WARNING", logger="PromptMatte"):
+        q = p.scaled_to(48, 64)
+    assert tuple(q.mask.shape) == (48, 64) and q.source_size == (48, 64)
+    assert q.bounding_box() == (32.0, 12.0, 64.0, 36.0)
+    assert set(q.mask.unique().tolist()) == {0.0, 1.0}
+    assert "32×32 but the image is 64×48" in caplog.text and "stretched" in caplog.text
+    t = M.Prompt.from_trimap(torch.tensor([[0.0, 0.5], [0.5, 1.0]]))
+    assert set(t.scaled_to(6, 6).mask.unique().tolist()) == {0.0, 0.5, 1.0}  # trimap levels survive
 
 
 def test_trimap_is_snapped_and_an_all_background_trimap_refused(M):

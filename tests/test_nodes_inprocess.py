@@ -193,8 +193,10 @@ def test_mask_node_batch_and_segs(c):
     m = torch.zeros(2, 32, 32)
     m[0, 5:10, 5:10] = 1
     m[1, 20:30, 1:4] = 0.9
-    (p,) = c.outputs("PromptMatteMask", mask=m, threshold=0.5)
+    (p,) = c.outputs("PromptMatteMask", mask=m, threshold=0.5, combine="each")
     assert len(p) == 2 and all(x.kind == "mask" for x in p)
+    (u,) = c.outputs("PromptMatteMask", mask=m, threshold=0.5)  # combine: union by default
+    assert len(u) == 1 and u[0].mask.sum() == 25 + 30
     from collections import namedtuple
 
     SEG = namedtuple("SEG", ["cropped_image", "cropped_mask", "confidence", "crop_region", "bbox", "label",
@@ -338,7 +340,7 @@ def test_error_zero_area_box(c):
 
 
 def test_error_batch_mismatch(c, model):
-    (p,) = c.outputs("PromptMatteMask", mask=torch.ones(3, 64, 64), threshold=0.5)
+    (p,) = c.outputs("PromptMatteMask", mask=torch.ones(3, 64, 64), threshold=0.5, combine="each")
     msg = error_of(apply, c, model, torch.rand(2, 64, 64, 3), p, resolution=64)
     assert "batch mismatch" in msg and "2 images and 3 prompts" in msg
 
