@@ -1,4 +1,5 @@
-"""PromptMatte: SDMatte / LiteSDMatte interactive matting for ComfyUI.
+"""PromptMatte: interactive matting for ComfyUI, five matting systems behind one set of nodes
+(SDMatte / SDMatte* / LiteSDMatte, Matting Anything, SEMat, Semantic Image Matting, AIM).
 
 Imported by ComfyUI as a custom-node package. Imported anywhere else (a plain
 Python process, the test suite), only the ComfyUI-free parts (``models``,

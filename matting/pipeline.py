@@ -46,7 +46,7 @@ def _check_images(images) -> torch.Tensor:
     if c == 1:
         images = images.expand(b, h, w, 3)
     elif c != 3:
-        raise PromptError(f"the image has {c} channels; SDMatte needs RGB images with 3 channels")
+        raise PromptError(f"the image has {c} channels; matting needs RGB images with 3 channels")
     if h < MIN_IMAGE_SIDE or w < MIN_IMAGE_SIDE:
         raise PromptError(
             f"the image is {w}×{h} pixels (width×height); it must be at least "

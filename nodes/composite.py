@@ -76,7 +76,7 @@ class PromptMatteComposite(io.ComfyNode):
                         "decontaminated foreground colours, and an RGBA image.",
             inputs=[
                 io.Image.Input("image", tooltip="The image the alpha was computed from."),
-                io.Mask.Input("alpha", tooltip="Alpha, 1 = foreground (SDMatte Matting's output). A mask from "
+                io.Mask.Input("alpha", tooltip="Alpha, 1 = foreground (the output of Matting). A mask from "
                                                "Load Image is 1 - alpha: invert it first."),
                 io.Combo.Input("background", options=BACKGROUNDS, default="transparent",
                                tooltip="What shows through where alpha < 1 in the 'image' output: black "

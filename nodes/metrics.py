@@ -13,7 +13,7 @@ def metrics_table(rows, trimap_given: bool) -> str:
     from ..matting.metrics import format_table
 
     where = "unknown region of the trimap (grey 128)" if trimap_given else "whole image"
-    head = f"SDMatte metrics over the {where}; MSE and MAD x1000, SAD, Grad and Conn /1000"
+    head = f"Matting metrics over the {where}; MSE and MAD x1000, SAD, Grad and Conn /1000"
     names = [str(i + 1) for i in range(len(rows))]
     return head + "\n" + format_table(names, rows)
 
@@ -29,7 +29,7 @@ class PromptMatteMetrics(io.ComfyNode):
                         "SAD, Grad, Conn on 8-bit grey levels; the alpha resized to the ground truth if its "
                         "size differs) and shows where they differ.",
             inputs=[
-                io.Mask.Input("alpha", tooltip="The mattes to measure, 1 = foreground (SDMatte Matting's alpha). "
+                io.Mask.Input("alpha", tooltip="The mattes to measure, 1 = foreground (the alpha of Matting). "
                                                "A batch: one per ground truth, or one for all."),
                 io.Mask.Input("ground_truth", tooltip="The true mattes, 1 = foreground. A matte loaded with Load "
                                                       "Image's MASK output is 1 - alpha: use Convert Image to "

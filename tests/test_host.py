@@ -104,7 +104,9 @@ def test_pyproject_metadata():
     assert project["name"] == "comfyui-promptmatte"
     assert project["version"] == "0.1.0"
     assert comfy["PublisherId"] == "promptmatte"
-    assert comfy["DisplayName"] == "PromptMatte — SDMatte interactive matting"
+    assert comfy["DisplayName"] == "PromptMatte — interactive matting (SDMatte, MAM, SEMat, SIM, AIM)"
+    for family in ("SDMatte", "LiteSDMatte", "Matting Anything", "SEMat", "SIM", "AIM"):
+        assert family in project["description"], f"the pyproject description does not name {family}"
     reqs = [  # pip allows comments after a requirement too
         ln.split("#", 1)[0].strip()
         for ln in (REPO / "requirements.txt").read_text().splitlines()

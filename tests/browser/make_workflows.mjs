@@ -205,6 +205,83 @@ const WORKFLOWS = [
     },
   },
   {
+    file: "10_sam2_click_matting.json",
+    nodes: [
+      { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
+      { id: "model", type: "PromptMatteModelLoader", pos: [0, 420], widgets: { ckpt_name: "SDMatte.safetensors" } },
+      {
+        id: "editor",
+        type: "PromptMatteEditor",
+        pos: [COL, 0],
+        size: [420, 520],
+        widgets: { editor_state: JSON.stringify(EXAMPLE_POINTS) },
+      },
+      { id: "mask", type: "PromptMatteMask", pos: [COL + 780, 0] },
+      { id: "apply", type: "PromptMatteApply", pos: [COL + 1050, 0] },
+      { id: "comp", type: "PromptMatteComposite", pos: [COL + 1050, 360] },
+      { id: "save", type: "SaveImage", pos: [COL + 1380, 0], size: [320, 360], widgets: { filename_prefix: "PromptMatte/sam2_click" } },
+    ],
+    // kijai/ComfyUI-segment-anything-2 (facts read from its nodes.py): "DownloadAndLoadSAM2Model"
+    // (widgets model, segmentor, device, precision; output SAM2MODEL "sam2_model") and
+    // "Sam2Segmentation" (inputs sam2_model, image, optional coordinates_positive STRING,
+    // coordinates_negative, bboxes, mask; widgets keep_model_loaded, individual_objects; output MASK).
+    external: [
+      {
+        id: "sam2",
+        type: "DownloadAndLoadSAM2Model",
+        pos: [COL + 450, 0],
+        size: [300, 130],
+        inputs: [],
+        outputs: [{ name: "sam2_model", type: "SAM2MODEL" }],
+        widgets_values: ["sam2.1_hiera_tiny.safetensors", "single_image", "cuda", "fp16"],
+        cnr_id: "ComfyUI-segment-anything-2",
+      },
+      {
+        id: "seg",
+        type: "Sam2Segmentation",
+        pos: [COL + 450, 180],
+        size: [300, 170],
+        inputs: [
+          { name: "sam2_model", type: "SAM2MODEL" },
+          { name: "image", type: "IMAGE" },
+          { name: "coordinates_positive", type: "STRING" },
+          { name: "coordinates_negative", type: "STRING" },
+          { name: "bboxes", type: "BBOX" },
+          { name: "mask", type: "MASK" },
+        ],
+        outputs: [{ name: "mask", type: "MASK" }],
+        widgets_values: [true, false],
+        cnr_id: "ComfyUI-segment-anything-2",
+      },
+    ],
+    links: [
+      ["load", "IMAGE", "editor", "image"],
+      ["sam2", "sam2_model", "seg", "sam2_model"],
+      ["load", "IMAGE", "seg", "image"],
+      ["editor", "points", "seg", "coordinates_positive"],
+      ["seg", "mask", "mask", "mask"],
+      ["load", "IMAGE", "apply", "image"],
+      ["model", "model", "apply", "model"],
+      ["mask", "prompt", "apply", "prompt"],
+      ["load", "IMAGE", "comp", "image"],
+      ["apply", "alpha", "comp", "alpha"],
+      ["comp", "rgba", "save", "images"],
+    ],
+    note: {
+      pos: [0, 600],
+      size: [760, 260],
+      text: weightsNote([
+        "Needs the custom-node pack 'ComfyUI-segment-anything-2' by kijai (SAM 2), installed e.g. with",
+        "ComfyUI-Manager. Its weights: sam2.1_hiera_tiny.safetensors (or small / base_plus / large) in",
+        "models/sam2; '(Down)Load SAM2Model' downloads it from Kijai/sam2-safetensors on first use.",
+        "On a machine without an NVIDIA GPU set its device to cpu and precision to fp32 (SAM 2 refuses fp16 on the CPU).",
+        "Click the subject in the Matte Prompt Editor: SAM 2 turns the clicks ('points') into a mask, and",
+        "'Matte Prompt: Mask' hands that mask to SDMatte, which mattes hair and soft edges the mask cannot hold.",
+        ...EDITOR_HELP,
+      ]),
+    },
+  },
+  {
     file: "03b_mask_prompt_painted_mask.json",
     nodes: [
       { id: "load", type: "LoadImage", pos: [0, 0], widgets: { image: "example.png" } },
