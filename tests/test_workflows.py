@@ -1,32 +1,40 @@
 """The example workflows in workflows/ (UI format, listed by ComfyUI as the pack's templates).
 
-Every file: valid UI-format graph, consistent links, every node type known to the real server's
-/object_info (or a frontend-only node, or a node of the third-party pack its Note names), link
-types matching the node definitions, a Note saying which weights it needs:
-- SDMatte workflows (01-05): the loader selects a known download from 1038lab/SDMatte, the Note
-  names it, its repository and models/sdmatte;
+Every file: valid UI-format graph, consistent links, every node type known to a real server (ours,
+core's, or the third-party pack its Note names, installed unchanged from ../shared/thirdparty),
+link types matching the node definitions, a Note saying which weights it needs:
+- SDMatte workflows: the loader selects a known download from 1038lab/SDMatte, the Note names it,
+  its repository and models/sdmatte;
 - the other families' workflows (06-09): the loader selects the family's released file name, the
   Note names that file (and its companion), the folder it goes in (models/matting, models/sams)
   and the authors' repository, and Matting gets a prompt kind the family takes.
-Every workflow made only of core nodes and ours: loaded into the real frontend, turned into an
-API prompt by app.graphToPrompt(), queued and run to completion with a tiny golden checkpoint
-(tests/browser/run_workflows.spec.mjs): SDMatte's, or the family's (tests/tiny_families.py,
-written into the server's models/matting and models/sams). The inpainting one needs an SD
-inpainting checkpoint that is not available here: it is queued and must be rejected for that
-checkpoint only.
+Every workflow runs, one test per file: loaded into the real frontend, turned into an API prompt by
+app.graphToPrompt(), queued and run to success (tests/browser/run_workflows.spec.mjs) on a real
+server (the "chain server") that has the third-party SAM packs copied unchanged into its
+custom_nodes and random weights in their released layouts (tests/chain_weights.py: SAM ViT-B,
+GroundingDINO + BERT, SAM 2.1 tiny, an SD 1.5 inpainting checkpoint), plus the tiny golden
+checkpoint of each family (tests/tiny_families.py). What a test copy changes (never the shipped
+file) is in RUN_SETUP: the weights present here, a detector threshold that lets random weights
+find something, CPU settings, fewer sampling steps; and it adds Preview Image taps on the seams so
+their types, shapes and pixels can be checked.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import io
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
 
+import chain_weights
 import harness
 import tiny_families
+from comfy_host import ComfyServer, golden_path, in_ci, make_base_dir, pack_import_failures
 
 REPO = harness.REPO
 WORKFLOW_DIR = REPO / "workflows"
@@ -42,7 +50,19 @@ THIRD_PARTY = {
         "GroundingDinoModelLoader (segment anything)",
         "GroundingDinoSAMSegment (segment anything)",
     },
+    "ComfyUI-segment-anything-2": {
+        "DownloadAndLoadSAM2Model",
+        "Sam2Segmentation",
+        "Sam2VideoSegmentationAddPoints",
+        "Sam2VideoSegmentation",
+    },
 }
+THIRD_PARTY_DIR = REPO.parent / "shared" / "thirdparty"
+# storyicon's GroundingDINO text encoder calls BertModel methods that transformers 5 removed
+# (get_head_mask, ...): the 03a chain runs where transformers < 5 (scripts/test's minimum lane); on
+# transformers 5 it must fail in that node only, as it does for users (said in 03a's Note and the README).
+TRANSFORMERS_MAJOR = int(importlib.metadata.version("transformers").split(".")[0])
+GROUNDINGDINO_RUNS_HERE = TRANSFORMERS_MAJOR < 5
 # The workflows of the families beside SDMatte (the rest are SDMatte's).
 FAMILY_OF = {
     "06_mam_click_or_box": "mam",
@@ -63,24 +83,44 @@ COMPANIONS = {
 }
 # Licence terms a user must see before using the weights.
 LICENCE_WORDS = {"semat": ("CC BY-NC 4.0", "non-commercial"), "sim": ("no licence file", "unknown")}
-# Core-and-ours workflows that cannot run here, and why.
-NOT_RUN = {
-    "05_background_replacement_inpainting": "needs an SD inpainting checkpoint (models/checkpoints), not available here",
-}
-# Input image and editor clicks for each runnable workflow (the test image is 320×240).
+# Input image and editor clicks for each workflow (the test image is 320×240), and what its test
+# copy changes and observes (see run_workflows.spec.mjs: "set" widgets, "taps" add Preview Images).
 PAINTED = "promptmatte_wf_painted.png"
 PLAIN = "promptmatte_wf_subject.png"
+CLICKS = {"points": [{"x": x, "y": y} for x, y in harness.SUBJECT_CLICKS], "box": None}
+MAM_TINY_SAM = "sam_tiny_for_mam.pth"  # MAM's tiny SAM, beside the real-layout ViT-B of the SAM pack
+SD_STEPS = 2  # an SD 1.5 UNet step on this 2-core CPU costs seconds even at 320×240
 RUN_SETUP = {
-    "01_click_matting": (PLAIN, {"points": [{"x": x, "y": y} for x, y in harness.SUBJECT_CLICKS], "box": None}),
-    "02_box_matting_color_background": (PLAIN, {"points": [], "box": list(harness.SUBJECT_BOX)}),
-    "03b_mask_prompt_painted_mask": (PAINTED, None),
-    "04_trimap_from_rough_mask": (PAINTED, None),
-    "05_background_replacement_inpainting": (PLAIN, {"points": [{"x": 170, "y": 120}], "box": None}),
-    "06_mam_click_or_box": (PLAIN, {"points": [{"x": x, "y": y} for x, y in harness.SUBJECT_CLICKS], "box": None}),
-    "07_semat_box": (PLAIN, {"points": [], "box": list(harness.SUBJECT_BOX)}),
-    "08_sim_trimap_semantic_classes": (PAINTED, None),
-    "09_aim_automatic": (PLAIN, None),
+    "01_click_matting": {"image": PLAIN, "editor_state": CLICKS},
+    "02_box_matting_color_background": {"image": PLAIN, "editor_state": {"points": [], "box": list(harness.SUBJECT_BOX)}},
+    "03a_mask_prompt_segment_anything": {
+        "image": PLAIN,
+        "set": [["SAMModelLoader (segment anything)", "model_name", chain_weights.SAM_PACK_CHOICE],
+                ["GroundingDinoSAMSegment (segment anything)", "threshold", chain_weights.GROUNDINGDINO_THRESHOLD]],
+        "taps": [["GroundingDinoSAMSegment (segment anything)", "MASK"]],
+    },
+    "03b_mask_prompt_painted_mask": {"image": PAINTED},
+    "04_trimap_from_rough_mask": {"image": PAINTED},
+    "05_background_replacement_inpainting": {
+        "image": PLAIN, "editor_state": CLICKS,
+        "set": [["CheckpointLoaderSimple", "ckpt_name", chain_weights.SD_INPAINTING_NAME],
+                ["KSampler", "steps", SD_STEPS]],
+        "taps": [["VAEDecode", "IMAGE"]],
+    },
+    "06_mam_click_or_box": {"image": PLAIN, "editor_state": CLICKS,
+                            "set": [["PromptMatteModelLoader", "companion", MAM_TINY_SAM]]},
+    "07_semat_box": {"image": PLAIN, "editor_state": {"points": [], "box": list(harness.SUBJECT_BOX)}},
+    "08_sim_trimap_semantic_classes": {"image": PAINTED},
+    "09_aim_automatic": {"image": PLAIN},
+    "10_sam2_click_matting": {
+        "image": PLAIN, "editor_state": CLICKS,
+        "set": [["DownloadAndLoadSAM2Model", "device", "cpu"], ["DownloadAndLoadSAM2Model", "precision", "fp32"]],
+        "taps": [["Sam2Segmentation", "mask"]],
+    },
 }
+# Workflows whose third-party pack cannot run with this environment's libraries (see above).
+CANNOT_RUN_HERE = set() if GROUNDINGDINO_RUNS_HERE else {"03a_mask_prompt_segment_anything"}
+RUN_HERE = [n for n in NAMES if n not in CANNOT_RUN_HERE]
 
 
 def load(name: str) -> dict:
@@ -105,7 +145,23 @@ def test_there_are_workflows_for_every_use_case():
         "07_semat_box",
         "08_sim_trimap_semantic_classes",
         "09_aim_automatic",
+        "10_sam2_click_matting",
     } <= set(NAMES)
+
+
+def test_every_workflow_has_a_run_setup():
+    """No workflow is left out of the runs: each has its input and its test copy's changes here."""
+    assert set(RUN_SETUP) == set(NAMES)
+
+
+def test_chain_notes_name_the_pack_its_weights_and_its_known_break():
+    sam2 = note_text(load("10_sam2_click_matting"))
+    for words in ("ComfyUI-segment-anything-2", "kijai", "sam2.1_hiera_tiny.safetensors", "models/sam2", "fp32"):
+        assert words in sam2, f"10's Note does not say {words!r}"
+    dino = note_text(load("03a_mask_prompt_segment_anything"))
+    for words in ("comfyui_segment_anything", "storyicon", "models/sams", "models/grounding-dino",
+                  "bert-base-uncased", "transformers 5"):
+        assert words in dino, f"03a's Note does not say {words!r}"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -225,9 +281,43 @@ def test_family_workflow_gives_matting_a_prompt_the_family_takes(name, pack):
     assert given <= set(family.prompt_kinds), f"{name} gives {given}, {family.name} takes {family.prompt_kinds}"
 
 
+
 @pytest.fixture(scope="module")
-def object_info(comfy_client):
-    return comfy_client.object_info()
+def chain_server(comfy_path, tmp_path_factory):
+    """A real server for the workflows: PromptMatte, the third-party packs of ../shared/thirdparty
+    copied unchanged into its custom_nodes, their random weights in the released layouts, an SD 1.5
+    inpainting checkpoint, and the tiny checkpoint of every family."""
+    golden = golden_path()
+    if not golden.is_dir():
+        pytest.fail(f"golden fixtures not found at {golden}", pytrace=False) if in_ci() else pytest.skip(
+            f"golden fixtures not found at {golden}")
+    missing = [p for p in THIRD_PARTY if not (THIRD_PARTY_DIR / p).is_dir()]
+    if missing:
+        pytest.fail(f"third-party packs missing from {THIRD_PARTY_DIR}: {missing}", pytrace=False)
+    base = make_base_dir(tmp_path_factory.mktemp("chain-base"), golden=golden)
+    for pack in THIRD_PARTY:
+        shutil.copytree(THIRD_PARTY_DIR / pack, base / "custom_nodes" / pack)
+    models = base / "models"
+    tiny = tiny_families.install(models)
+    if "mam" in tiny:  # the SAM pack's real-layout ViT-B takes the default name
+        (models / "sams" / "sam_vit_b_01ec64.pth").rename(models / "sams" / MAM_TINY_SAM)
+    chain_weights.install(models)
+    server = ComfyServer(base, comfy=comfy_path)
+    try:
+        server.start(timeout=float(os.environ.get("PROMPTMATTE_SERVER_TIMEOUT", "180")))
+        log = server.log_text()
+        failed = {p: pack_import_failures(log, server.base_dir, p) for p in THIRD_PARTY}
+        failed = {p: lines for p, lines in failed.items() if lines}
+        assert not failed, f"third-party packs failed to import: {failed}\n{log[-6000:]}"
+        server.tiny = tiny
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def object_info(chain_server):
+    return chain_server.client.object_info()
 
 
 def _input_spec(info: dict, name: str):
@@ -248,11 +338,10 @@ def test_workflow_node_types_exist_on_the_real_server(name, object_info):
         t = n["type"]
         if t in FRONTEND_ONLY:
             continue
-        if t not in object_info:
-            packs = [p for p, types in THIRD_PARTY.items() if t in types]
-            assert packs, f"{name}: node type {t!r} is neither on the server nor of a known third-party pack"
+        packs = [p for p, types in THIRD_PARTY.items() if t in types]
+        if packs:
             assert packs[0] in text, f"{name}: the Note must name the pack {packs[0]!r} for {t!r}"
-            continue
+        assert t in object_info, f"{name}: node type {t!r} is not on the server (its pack: {packs or 'ours/core'})"
         info = object_info[t]
         # Every connected input exists on the node and takes the linked type.
         for inp in n.get("inputs", []):
@@ -266,11 +355,6 @@ def test_workflow_node_types_exist_on_the_real_server(name, object_info):
                 assert link[5] == want or link[5] == "*", f"{name}: {t}.{inp['name']} takes {want}, linked {link[5]}"
         for slot, out in enumerate(n.get("outputs", [])):
             assert info["output"][slot] == out["type"], f"{name}: {t} output {slot} is {info['output'][slot]}"
-    # Third-party nodes are linked with the types their pack declares (read from its source).
-    for link in wf["links"]:
-        a = nodes[link[1]]
-        if a["type"] not in object_info and a["type"] not in FRONTEND_ONLY:
-            assert a["outputs"][link[2]]["type"] == link[5]
 
 
 @pytest.mark.server
@@ -282,85 +366,127 @@ def test_workflows_are_listed_as_templates_of_the_pack(comfy_client):
         assert served == load(name)
 
 
-def _runnable(object_info) -> list[str]:
-    out = []
-    for name in NAMES:
-        types = {n["type"] for n in load(name)["nodes"]} - FRONTEND_ONLY
-        if types <= set(object_info):
-            out.append(name)
-    return out
+def _run_config(name: str, tiny: dict) -> dict:
+    setup = RUN_SETUP[name]
+    run = {
+        "name": name,
+        "workflow": str(WORKFLOW_DIR / f"{name}.json"),
+        "image": setup["image"],
+        "editor_state": setup.get("editor_state"),
+        "set": setup.get("set", []),
+        "taps": setup.get("taps", []),
+        "timeoutMs": 420000,
+    }
+    family = FAMILY_OF.get(name)
+    if family is not None:
+        run["ckpt"] = tiny[family]
+    return run
+
+
+RUN_TESTS = ("test_workflow_runs_to_success_from_the_frontend", "test_segment_anything_chain_fails_only_in_groundingdino_on_transformers_5")
 
 
 @pytest.fixture(scope="module")
-def browser_runs(comfy_server, comfy_client, comfy_base_dir, object_info):
-    """Every runnable workflow run from the frontend: SDMatte's with the golden tiny SDMatte, the
-    other families' with their tiny checkpoints written into the server's models folders (listed at
-    request time). A family whose fixtures are missing is not run: its test fails saying so."""
+def browser_runs(request, chain_server):
+    """The workflows whose run tests were selected in this session, run from the frontend in one
+    browser session on the chain server: SDMatte's with the golden tiny SDMatte at 128 px, the
+    other families' with their tiny checkpoints."""
     harness.require_browser()
-    if not (comfy_base_dir / "models" / "sdmatte" / "sdmatte_tiny.safetensors").exists():
-        pytest.skip("the golden tiny checkpoint is not linked into the test base dir")
-    tiny = tiny_families.install(comfy_base_dir / "models")
-    comfy_client.upload_image(harness.png_bytes(harness.subject_image()), filename=PLAIN)
-    comfy_client.upload_image(harness.png_bytes(harness.subject_image_with_painted_mask()), filename=PAINTED)
-    runs = []
-    for name in _runnable(object_info):
-        image, state = RUN_SETUP[name]
-        run = {
-            "name": name,
-            "workflow": str(WORKFLOW_DIR / f"{name}.json"),
-            "image": image,
-            "editor_state": state,
-            "timeoutMs": 240000,
-        }
-        family = FAMILY_OF.get(name)
-        if family is not None:
-            if family not in tiny:
-                continue
-            run["ckpt"] = tiny[family]
-        runs.append(run)
+    wanted = {item.callspec.params["name"] for item in request.session.items
+              if getattr(item, "originalname", None) in RUN_TESTS and hasattr(item, "callspec")}
+    if "test_segment_anything_chain_fails_only_in_groundingdino_on_transformers_5" in {
+            getattr(i, "originalname", None) for i in request.session.items}:
+        wanted.add("03a_mask_prompt_segment_anything")
+    tiny = chain_server.tiny
+    absent = {FAMILY_OF[n] for n in wanted if n in FAMILY_OF} - set(tiny)
+    assert not absent, (f"no tiny checkpoint for {absent}: tests/tiny_families.py finds no golden fixtures for them "
+                        f"(available: {tiny_families.available()})")
+    client = chain_server.client
+    client.upload_image(harness.png_bytes(harness.subject_image()), filename=PLAIN)
+    client.upload_image(harness.png_bytes(harness.subject_image_with_painted_mask()), filename=PAINTED)
+    runs = [_run_config(n, tiny) for n in NAMES if n in wanted]
     config = {"ckpt": "sdmatte_tiny.safetensors", "resolution": 128, "runs": runs}
-    result = harness.run_spec("run_workflows.spec.mjs", comfy_server.url, config, timeout=850)
-    result["tiny"] = tiny
+    result = harness.run_spec("run_workflows.spec.mjs", chain_server.url, config, timeout=2400)
+    result["client"] = client
     return result
 
 
-@pytest.mark.server
-@pytest.mark.slow
-def test_every_core_workflow_is_run_or_has_a_reason(object_info):
-    runnable = _runnable(object_info)
-    for name in NAMES:
-        if name not in runnable:
-            types = {n["type"] for n in load(name)["nodes"]} - FRONTEND_ONLY - set(object_info)
-            assert all(any(t in ts for ts in THIRD_PARTY.values()) for t in types), (name, types)
-    assert set(runnable) - set(NOT_RUN) >= {"01_click_matting", "02_box_matting_color_background",
-                                             "03b_mask_prompt_painted_mask", "04_trimap_from_rough_mask",
-                                             *FAMILY_OF}
-
-
-@pytest.mark.server
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("name", [n for n in NAMES if n in RUN_SETUP and n not in NOT_RUN])
-def test_workflow_runs_to_completion_from_the_frontend(name, browser_runs, comfy_client):
+def _image(client, ref) -> np.ndarray:
     from PIL import Image
 
+    img = Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"])))
+    return np.asarray(img)
+
+
+def _tap(run: dict, client, node_type: str) -> np.ndarray:
+    """The picture a tap's Preview Image showed for the (first) node of ``node_type``."""
+    prompt = run["prompt"]
+    sources = [i for i, n in prompt.items() if n["class_type"] == node_type]
+    assert sources, f"no {node_type} in the prompt"
+    for pid, node in prompt.items():
+        if node["class_type"] != "PreviewImage":
+            continue
+        src = node["inputs"]["images"][0]
+        if prompt[src]["class_type"] == "MaskToImage":
+            src = prompt[src]["inputs"]["mask"][0]
+        if src in sources:
+            refs = (run["outputs"].get(pid) or {}).get("images") or []
+            assert refs, f"the Preview Image of {node_type} shows nothing"
+            return _image(client, refs[0])
+    raise AssertionError(f"no Preview Image tap on {node_type}")
+
+
+def _check_chain(name: str, run: dict, client) -> None:
+    """What each chain's seams must carry, beyond running to success."""
+    w, h = harness.IMAGE_SIZE
+    original = np.asarray(harness.subject_image().convert("RGB")).astype(int)
+    if name in ("03a_mask_prompt_segment_anything", "10_sam2_click_matting"):
+        source = {"03a_mask_prompt_segment_anything": "GroundingDinoSAMSegment (segment anything)",
+                  "10_sam2_click_matting": "Sam2Segmentation"}[name]
+        mask = _tap(run, client, source)
+        # the pack's MASK, one per image at the image's size, reached Matte Prompt: Mask non-empty
+        assert mask.shape[:2] == (h, w), f"{source} gave a {mask.shape[1]}×{mask.shape[0]} mask"
+        assert mask.max() > 0, f"{source} gave an empty mask (the run should then have failed with our message)"
+    if name == "05_background_replacement_inpainting":
+        painted = _tap(run, client, "VAEDecode")[..., :3].astype(int)
+        assert painted.shape[:2] == (h, w)
+        apply_id = next(i for i, n in run["prompt"].items() if n["class_type"] == "PromptMatteApply")
+        alpha_ref = (run["outputs"].get(apply_id) or {}).get("promptmatte_alpha") or []
+        assert alpha_ref, "Matting showed no alpha"
+        alpha = _image(client, alpha_ref[0])
+        alpha = (alpha if alpha.ndim == 2 else alpha[..., -1] if alpha.shape[-1] in (2, 4) else alpha[..., 0]).astype(int)
+        saved = [i for out in run["outputs"].values() for i in out.get("images", []) if i.get("type") == "output"]
+        composite = _image(client, saved[0])[..., :3].astype(int)
+        opaque, clear = alpha == 255, alpha == 0
+        assert opaque.any() and clear.any(), "the tiny matte has no fully opaque or no fully clear pixel to check"
+        # where alpha = 1 the subject is the original image's, whatever the inpainting painted ...
+        assert np.abs(composite - original)[opaque].max() <= 1, "the subject's pixels changed"
+        # ... and where alpha = 0 the composite is the inpainted picture
+        assert np.abs(composite - painted)[clear].max() <= 1, "the new background is not the inpainted image"
+        assert np.abs(painted - original)[clear].mean() > 2, "the inpainting changed nothing"
+
+
+@pytest.mark.server
+@pytest.mark.slow
+@pytest.mark.timeout(2700)
+@pytest.mark.parametrize("name", RUN_HERE)
+def test_workflow_runs_to_success_from_the_frontend(name, browser_runs):
+    from PIL import Image
+
+    client = browser_runs["client"]
     family = FAMILY_OF.get(name)
-    if family is not None and family not in browser_runs["tiny"]:
-        pytest.fail(f"{name} was not run: no tiny {family} checkpoint, because tests/tiny_families.py finds no "
-                    f"{family} golden fixtures in this checkout (tests/{family}_golden.py and tests/golden/{family}/; "
-                    f"available: {tiny_families.available()})", pytrace=False)
     run = browser_runs["runs"].get(name)
-    assert run is not None, f"{name} was not run (a node type is missing on the server?)"
+    assert run is not None, f"{name} was not run"
     assert "rejection" not in run, json.dumps(run.get("rejection"))[:3000]
     assert run.get("status") == "success", run.get("error")
     types = {n["class_type"] for n in run["prompt"].values()}
     assert not types & FRONTEND_ONLY, "frontend-only nodes must not reach the API prompt"
     wf_types = {n["type"] for n in load(name)["nodes"]} - FRONTEND_ONLY
-    assert types == wf_types
+    assert wf_types <= types and types - wf_types <= {"PreviewImage", "MaskToImage"}
     saved = [i for out in run["outputs"].values() for i in out.get("images", []) if i.get("type") == "output"]
     assert saved, f"{name}: nothing saved"
     for ref in saved:
-        img = Image.open(io.BytesIO(comfy_client.view(ref["filename"], ref["subfolder"], "output")))
+        img = Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], "output")))
         assert img.size == harness.IMAGE_SIZE
     # Every Preview Image shows an image of the input's size.
     previews = {}
@@ -369,15 +495,16 @@ def test_workflow_runs_to_completion_from_the_frontend(name, browser_runs, comfy
             continue
         refs = (run["outputs"].get(node_id) or {}).get("images") or []
         assert refs, f"{name}: Preview Image {node_id} shows nothing"
-        img = Image.open(io.BytesIO(comfy_client.view(refs[0]["filename"], refs[0]["subfolder"], refs[0]["type"])))
+        img = Image.open(io.BytesIO(client.view(refs[0]["filename"], refs[0]["subfolder"], refs[0]["type"])))
         assert img.size == harness.IMAGE_SIZE
         previews[tuple(node["inputs"]["images"])] = np.asarray(img.convert("RGB")).astype(int)
+    _check_chain(name, run, client)
     if family == "sim":
         # semantic_classes (Matting's second output) colours the trimap's unknown band, nothing else
         apply_id = next(i for i, n in run["prompt"].items() if n["class_type"] == "PromptMatteApply")
         classes = previews.get((apply_id, 1))
         assert classes is not None, f"{name}: no Preview Image of Matting's semantic_classes"
-        source = np.asarray(Image.open(io.BytesIO(comfy_client.view(PAINTED, "", "input"))).convert("RGB")).astype(int)
+        source = np.asarray(Image.open(io.BytesIO(client.view(PAINTED, "", "input"))).convert("RGB")).astype(int)
         moved = np.abs(classes - source).max(axis=-1) > 1
         trimap = next(p for key, p in previews.items() if key != (apply_id, 1))[..., 0]
         unknown = (trimap > 64) & (trimap < 192)
@@ -385,19 +512,19 @@ def test_workflow_runs_to_completion_from_the_frontend(name, browser_runs, comfy
         assert not moved[~unknown].any(), "pixels outside the unknown band changed"
 
 
-@pytest.mark.server
-@pytest.mark.slow
-@pytest.mark.timeout(900)
-@pytest.mark.parametrize("name", sorted(NOT_RUN))
-def test_workflow_not_run_here_fails_only_for_its_missing_weights(name, browser_runs):
-    """Queued from the frontend, the server must reject it only for the missing checkpoint
-    (stated reason in NOT_RUN); every other node validates."""
-    run = browser_runs["runs"].get(name)
-    assert run is not None
-    rejection = run.get("rejection")
-    assert rejection, f"{name} was expected to be rejected for its missing checkpoint: {run}"
-    errors = rejection.get("node_errors") or {}
-    assert errors, rejection
-    for node_id, err in errors.items():
-        assert err["class_type"] == "CheckpointLoaderSimple", (node_id, err)
-        assert any(e.get("extra_info", {}).get("input_name") == "ckpt_name" for e in err["errors"]), err
+if not GROUNDINGDINO_RUNS_HERE:  # defined only where it applies: no skipped test in the other lane
+
+    @pytest.mark.server
+    @pytest.mark.slow
+    @pytest.mark.timeout(2700)
+    def test_segment_anything_chain_fails_only_in_groundingdino_on_transformers_5(browser_runs):
+        """With transformers 5 (a current ComfyUI install), storyicon's GroundingDINO node fails on
+        BertModel methods transformers removed (03a runs to success in the minimum lane, transformers
+        4.x). Our nodes must not be the ones failing, and when the pack is fixed this test says so."""
+        run = browser_runs["runs"]["03a_mask_prompt_segment_anything"]
+        assert "rejection" not in run, json.dumps(run.get("rejection"))[:3000]
+        assert run.get("status") != "success", "03a ran on transformers 5: the pack works now, run it here"
+        error = run.get("error") or ""
+        assert "execution error" in error and '"node_type": "GroundingDinoSAMSegment (segment anything)"' in error.replace(
+            '":"', '": "'), error[:3000]
+        assert "has no attribute" in error, error[:3000]

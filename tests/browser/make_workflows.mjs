@@ -194,13 +194,16 @@ const WORKFLOWS = [
     ],
     note: {
       pos: [0, 560],
-      size: [760, 220],
+      size: [760, 280],
       text: weightsNote([
         "Needs the custom-node pack 'comfyui_segment_anything' by storyicon (GroundingDINO + SAM),",
         "installed e.g. with ComfyUI-Manager. Its weights: a SAM checkpoint in models/sams (sam_vit_h 2.56 GB,",
         "or sam_vit_b / mobile_sam for less memory), GroundingDINO_SwinT_OGC in models/grounding-dino and",
         "bert-base-uncased (models/bert-base-uncased or the transformers cache); the pack downloads them.",
-        "The text prompt ('person') picks the subject; its rough MASK becomes the SDMatte mask prompt.",
+        "Known break: with transformers 5 (a current ComfyUI install) the pack's GroundingDINO node fails",
+        "('BertModel' object has no attribute 'get_head_mask'); it runs with transformers 4 (pip install \"transformers<5\").",
+        "The text prompt ('person') picks the subject; its rough MASK becomes the SDMatte mask prompt (several",
+        "masks are joined: 'combine' on Matte Prompt: Mask); no subject found = a clear error: lower the threshold.",
       ]),
     },
   },

@@ -8,7 +8,10 @@
 //   ckpt: checkpoint to select in every "Load Matting Model" (a run's own ckpt wins),
 //   resolution: working resolution for every "Matting",
 //   runs: [{ name, workflow (path), image (uploaded input name), editor_state (object),
-//            ckpt (optional: this run's checkpoint, e.g. a family's tiny one), timeoutMs }]
+//            ckpt (optional: this run's checkpoint, e.g. a family's tiny one), timeoutMs,
+//            set (optional: [[node type, widget, value], ...] set on every node of that type, last),
+//            taps (optional: [[node type, output name], ...]: a Preview Image is added on that output
+//                  of every node of that type, through Convert Mask to Image for a MASK) }]
 // }
 // Prints one JSON line: {ok, runs: {name: {prompt (class types by id), outputs | rejection}}}.
 import fs from "node:fs";
@@ -38,6 +41,23 @@ await main(async () => {
             if (n.type === "PromptMatteModelLoader" && ckpt) set("ckpt_name", ckpt);
             if (n.type === "PromptMatteApply" && resolution) set("resolution", resolution);
             if (n.type === "PromptMatteEditor" && run.editor_state) set("editor_state", JSON.stringify(run.editor_state));
+            for (const [type, name, value] of run.set || []) if (n.type === type) set(name, value);
+          }
+          for (const [type, output] of run.taps || []) {
+            for (const n of app.graph._nodes.filter((x) => x.type === type)) {
+              const slot = n.outputs.findIndex((o) => o.name === output);
+              if (slot < 0) throw new Error(`${type} has no output ${output}`);
+              const preview = window.LiteGraph.createNode("PreviewImage");
+              app.graph.add(preview);
+              if (n.outputs[slot].type === "MASK") {
+                const toImage = window.LiteGraph.createNode("MaskToImage");
+                app.graph.add(toImage);
+                n.connect(slot, toImage, 0);
+                toImage.connect(0, preview, 0);
+              } else {
+                n.connect(slot, preview, 0);
+              }
+            }
           }
           const p = await app.graphToPrompt();
           const prompt = Object.fromEntries(
