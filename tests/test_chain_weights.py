@@ -1,0 +1,220 @@
+"""The chain weights (tests/chain_weights.py) load the way the real packs and ComfyUI load them.
+
+Each check runs the loader a user's ComfyUI runs: segment_anything's ``build_sam_vit_b`` (strict),
+storyicon's vendored GroundingDINO and kijai's SAM 2 loader (in a child process with the pack on
+PYTHONPATH, exactly as published in ../shared/thirdparty), ComfyUI's ``load_checkpoint_guess_config``.
+The weights come from the per-machine cache (about 90 s to write once, 3.6 GB).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import chain_weights
+from comfy_host import REPO
+
+THIRDPARTY = (REPO.parent / "shared" / "thirdparty").resolve()
+STORYICON = THIRDPARTY / "comfyui_segment_anything"
+KIJAI = THIRDPARTY / "ComfyUI-segment-anything-2"
+PIP_HINT = "/work/main/.venv/bin/pip install segment_anything timm addict yapf pyyaml iopath"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def chain_files() -> dict[str, Path]:
+    return chain_weights.ensure()
+
+
+def _pack(path: Path) -> Path:
+    if not path.is_dir():
+        pytest.fail(f"third-party pack not found at {path} (see ../shared/thirdparty/README.md)", pytrace=False)
+    return path
+
+
+def _child(script: str, pythonpath: list[Path], timeout: float, cwd: Path | None = None) -> dict:
+    """Run ``script`` in a fresh interpreter of this venv; it prints one JSON line prefixed RESULT."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(str(p) for p in pythonpath), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True, text=True, timeout=timeout, env=env, cwd=str(cwd) if cwd else None,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        pytest.fail(f"child exited {proc.returncode}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-5000:]}", pytrace=False)
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_cache_holds_every_file_and_is_keyed_by_the_generator(chain_files):
+    cache = chain_weights.cache_dir()
+    manifest = chain_weights.manifest()
+    assert manifest["generator_sha256"] == chain_weights.generator_hash()
+    assert cache.name == chain_weights.generator_hash()[:16]
+    for name in chain_weights.ENTRIES:
+        path = chain_files[name]
+        assert path.parent == cache and path.exists(), name
+        assert manifest["files"][name]["bytes"] > 0
+    bert = chain_files[chain_weights.BERT_DIR]
+    assert {"config.json", "vocab.txt", "model.safetensors"} <= {p.name for p in bert.iterdir()}
+    # the second call finds the cache and writes nothing
+    assert chain_weights.ensure() == chain_files
+
+
+def test_an_interrupted_generation_leaves_no_cache(tmp_path, monkeypatch):
+    def write_then_die(folder: Path) -> None:
+        (folder / "partial.bin").write_bytes(b"x" * 1000)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chain_weights, "WRITERS", {"partial.bin": write_then_die})
+    with pytest.raises(KeyboardInterrupt):
+        chain_weights.ensure(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # neither the final folder nor the temporary one
+
+
+def test_install_links_the_cache_where_the_packs_look(chain_files, tmp_path):
+    models = tmp_path / "models"
+    links = chain_weights.install(models, chain_files)
+    expected = {
+        "sams/sam_vit_b_01ec64.pth",
+        "grounding-dino/groundingdino_swint_ogc.pth",
+        "grounding-dino/GroundingDINO_SwinT_OGC.cfg.py",
+        "bert-base-uncased",
+        "sam2/sam2.1_hiera_tiny.safetensors",
+        "checkpoints/sd-v1-5-inpainting.safetensors",
+    }
+    assert {str(p.relative_to(models)) for p in links.values()} == expected
+    for name, link in links.items():
+        assert link.is_symlink() and link.resolve() == chain_files[name].resolve()
+    assert chain_weights.install(models, chain_files) == links  # idempotent
+    (models / "sam2" / "sam2.1_hiera_tiny.safetensors").unlink()
+    (models / "sam2" / "sam2.1_hiera_tiny.safetensors").write_bytes(b"someone's real file")
+    with pytest.raises(FileExistsError, match="sam2.1_hiera_tiny"):
+        chain_weights.install(models, chain_files)
+
+
+def test_sam_vit_b_loads_strictly_in_segment_anything(chain_files):
+    try:
+        import segment_anything
+    except ImportError:
+        pytest.fail(f"segment_anything (storyicon's requirement) is not installed: {PIP_HINT}", pytrace=False)
+    import torch
+
+    sam = segment_anything.build_sam_vit_b(checkpoint=str(chain_files[chain_weights.SAM_FILE]))  # strict load
+    state = sam.state_dict()
+    assert sum(t.numel() for t in state.values()) == chain_weights.sam_vit_b_layout().nparams()
+    assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def test_grounding_dino_loads_in_storyicons_pack_and_finds_the_shaped_queries(chain_files):
+    """Backbone, transformer and BERT keys against the pack's own modules; with transformers 4.x
+    (where the pack's text encoder works) the whole model is built and loaded as the pack does and
+    a forward pass scores exactly DINO_FOUND_QUERIES above the pack's default threshold 0.3."""
+    pack = _pack(STORYICON)
+    script = f"""
+        import json, torch, transformers
+        from transformers import AutoTokenizer, BertModel
+        from local_groundingdino.util.slconfig import SLConfig
+        from local_groundingdino.models.GroundingDINO.backbone import build_backbone
+        from local_groundingdino.models.GroundingDINO.transformer import build_transformer
+        folder = {str(chain_files[chain_weights.DINO_FILE].parent)!r}
+        args = SLConfig.fromfile(folder + "/{chain_weights.DINO_CONFIG_FILE}")
+        args.text_encoder_type = folder + "/{chain_weights.BERT_DIR}"
+        sd = torch.load(folder + "/{chain_weights.DINO_FILE}", weights_only=True)["model"]
+        out = {{"transformers": transformers.__version__}}
+        shapes = {{k: list(v.shape) for k, v in sd.items()}}
+        def diff(prefix, module):
+            mine = {{k[len(prefix):]: s for k, s in shapes.items() if k.startswith(prefix)}}
+            ref = {{k: list(v.shape) for k, v in module.state_dict().items()}}
+            return sorted(k for k in set(mine) | set(ref) if mine.get(k) != ref.get(k))
+        out["backbone"] = diff("backbone.0.", build_backbone(args)[0])
+        transformer = build_transformer(args)
+        out["transformer"] = [k for k in diff("transformer.", transformer)
+                              if not k.startswith(("decoder.bbox_embed.", "enc_out_bbox_embed."))]
+        bert, info = BertModel.from_pretrained(args.text_encoder_type, output_loading_info=True)
+        out["bert_loading"] = {{k: list(v) for k, v in info.items() if v}}
+        out["bert_in_checkpoint"] = diff("bert.", bert)
+        tok = AutoTokenizer.from_pretrained(args.text_encoder_type)
+        out["unknown_words"] = [w for w in ("person", "subject", "hair", "cat", "dog")
+                                if tok.convert_tokens_to_ids(w) == tok.unk_token_id]
+        if int(transformers.__version__.split(".")[0]) < 5:
+            from local_groundingdino.models import build_model
+            from local_groundingdino.util.utils import clean_state_dict
+            model = build_model(args)
+            keys = model.load_state_dict(clean_state_dict(sd), strict=False)
+            out["missing"], out["unexpected"] = list(keys.missing_keys), list(keys.unexpected_keys)
+            model.eval()
+            torch.manual_seed(0)
+            image = torch.randn(1, 3, 256, 320)
+            with torch.no_grad():
+                res = model(image, captions=["person."])
+            scores = res["pred_logits"].sigmoid()[0].max(dim=1)[0]
+            out["found"] = sorted(int(i) for i in torch.nonzero(scores > 0.3).flatten())
+            out["found_scores"] = [round(float(s), 4) for s in scores[scores > 0.3]]
+            out["max_other"] = float(scores[scores <= 0.3].max())
+            out["boxes_finite"] = bool(torch.isfinite(res["pred_boxes"]).all())
+        print("RESULT " + json.dumps(out))
+    """
+    out = _child(script, [pack], timeout=240)
+    assert out["backbone"] == [] and out["transformer"] == [], out
+    assert out["bert_loading"] == {} and out["bert_in_checkpoint"] == [], out
+    assert out["unknown_words"] == []
+    if int(out["transformers"].split(".")[0]) < 5:
+        assert out["missing"] == [] and out["unexpected"] == [], out
+        assert out["found"] == list(chain_weights.DINO_FOUND_QUERIES), out
+        assert all(0.8 < s < 0.95 for s in out["found_scores"]), out
+        assert out["max_other"] < 0.15 and out["boxes_finite"], out
+
+
+def test_sam2_loads_in_kijais_pack_and_a_click_gives_a_mask(chain_files, comfy_path):
+    """kijai's ``load_model`` (strict ``load_state_dict``) on the cached file, then one click."""
+    _pack(KIJAI)
+    script = f"""
+        import sys
+        sys.argv = [sys.argv[0], "--cpu"]  # ComfyUI's model_management reads its CLI flags on import
+        import comfy.options
+        comfy.options.enable_args_parsing()
+        import importlib, json, numpy as np, torch
+        load_model = importlib.import_module("{KIJAI.name}.load_model")
+        predictor = load_model.load_model({str(chain_files[chain_weights.SAM2_FILE])!r},
+                                          {str(KIJAI / "sam2_configs" / "sam2.1_hiera_t.yaml")!r},
+                                          "single_image", torch.float32, torch.device("cpu"))
+        image = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+        predictor.set_image(image)
+        masks, scores, _ = predictor.predict(point_coords=np.array([[64, 48]]), point_labels=np.array([1]),
+                                             multimask_output=True)
+        print("RESULT " + json.dumps({{"shape": list(masks.shape), "dtype": str(masks.dtype),
+                                      "fraction": [float(m.mean()) for m in masks],
+                                      "finite": bool(np.isfinite(scores).all())}}))
+    """
+    out = _child(script, [comfy_path, THIRDPARTY], timeout=240, cwd=comfy_path)
+    assert out["shape"] == [3, 96, 128] and out["finite"], out
+    assert max(out["fraction"]) > 0, "SAM 2 blanked every mask (object score head)"
+
+
+@pytest.mark.inprocess
+def test_sd15_inpainting_checkpoint_is_what_comfyui_recognises(chain_files, comfy_inprocess, caplog):
+    import comfy.sd
+    import comfy.supported_models
+
+    with caplog.at_level(logging.WARNING):
+        model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
+            str(chain_files[chain_weights.SD15_INPAINT_FILE]), output_vae=True, output_clip=True
+        )
+    try:
+        config = model.model.model_config
+        assert type(config) is comfy.supported_models.SD15
+        assert config.inpaint_model() and config.unet_config["in_channels"] == 9
+        assert model.model.concat_keys == ("mask", "masked_image")
+        warnings = [r.getMessage() for r in caplog.records]
+        assert not [w for w in warnings if "missing" in w.lower() or "left over" in w.lower()], warnings
+        assert clip is not None and vae is not None
+    finally:
+        del model, clip, vae
