@@ -95,15 +95,16 @@ RUN_SETUP = {
     "02_box_matting_color_background": {"image": PLAIN, "editor_state": {"points": [], "box": list(harness.SUBJECT_BOX)}},
     "03a_mask_prompt_segment_anything": {
         "image": PLAIN,
-        "set": [["SAMModelLoader (segment anything)", "model_name", chain_weights.SAM_PACK_CHOICE],
-                ["GroundingDinoSAMSegment (segment anything)", "threshold", chain_weights.GROUNDINGDINO_THRESHOLD]],
+        # the ViT-B layout is the SAM made here (the shipped graph picks ViT-H); GroundingDINO's
+        # threshold stays the shipped 0.3, which the shaped random weights pass with a few boxes
+        "set": [["SAMModelLoader (segment anything)", "model_name", "sam_vit_b (375MB)"]],
         "taps": [["GroundingDinoSAMSegment (segment anything)", "MASK"]],
     },
     "03b_mask_prompt_painted_mask": {"image": PAINTED},
     "04_trimap_from_rough_mask": {"image": PAINTED},
     "05_background_replacement_inpainting": {
         "image": PLAIN, "editor_state": CLICKS,
-        "set": [["CheckpointLoaderSimple", "ckpt_name", chain_weights.SD_INPAINTING_NAME],
+        "set": [["CheckpointLoaderSimple", "ckpt_name", chain_weights.SD15_INPAINT_FILE],
                 ["KSampler", "steps", SD_STEPS]],
         "taps": [["VAEDecode", "IMAGE"]],
     },
