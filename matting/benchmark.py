@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -242,11 +241,9 @@ def existing_prediction(path: Path, size) -> bool:
 
 
 def write_png(path: Path, levels: np.ndarray) -> None:
-    from PIL import Image
+    from .outputs import png_bytes, write_atomic
 
-    tmp = path.with_name(f".{path.name}.part")
-    Image.fromarray(levels, mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_atomic(path, png_bytes(levels))
 
 
 def _settings(args) -> dict:
