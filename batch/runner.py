@@ -104,8 +104,7 @@ def _worker_env() -> dict:
     """Ray workers import the pack as this process does: the folder holding it goes on their
     PYTHONPATH (on a cluster that folder must hold the pack on every node, as the inputs must)."""
     pack = sys.modules[__name__.split(".")[0]]
-    holder = str(Path(pack.__file__).resolve().parent.parent) if not hasattr(pack, "__path__") else \
-        str(Path(list(pack.__path__)[0]).parent)
+    holder = str(Path(list(pack.__path__)[0]).parent)  # as imported: a symlinked pack keeps its name
     paths = [holder] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != holder]
     return {"PYTHONPATH": os.pathsep.join(paths)}
 
