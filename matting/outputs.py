@@ -66,7 +66,7 @@ def png_bytes(levels: np.ndarray) -> bytes:
 
     levels = np.ascontiguousarray(levels)
     if levels.dtype == np.uint16:
-        img = Image.fromarray(levels.astype("<u2"), mode="I;16")
+        img = Image.frombytes("I;16", (levels.shape[1], levels.shape[0]), levels.astype("<u2").tobytes())
     elif levels.dtype == np.uint8 and levels.ndim == 2:
         img = Image.fromarray(levels, mode="L")
     elif levels.dtype == np.uint8 and levels.ndim == 3 and levels.shape[2] in (3, 4):

@@ -168,7 +168,12 @@ def test_jobs_that_cannot_start_stop_with_a_message(cli, golden_dir, images, tmp
     code = cli.main(["--model", _model(golden_dir), "--input", str(images), "--prompt", str(bad),
                      "--out", str(tmp_path / "o1")])
     assert code == 2 and "line 1: the box must be four numbers" in capsys.readouterr().err
-    code = cli.main(["--model", str(images / "im00.png"), "--input", str(images), "--out", str(tmp_path / "o2")])
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"linear.weight": torch.zeros(2, 2)}, str(tmp_path / "other.safetensors"))
+    code = cli.main(["--model", str(tmp_path / "other.safetensors"), "--input", str(images),
+                     "--out", str(tmp_path / "o2")])
     assert code == 2 and "not a matting checkpoint" in capsys.readouterr().err
     code = cli.main(["--model", _model(golden_dir), "--input", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o3")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
