@@ -168,18 +168,18 @@ def run(args) -> int:
         todo = [row for row in rows if not sink.is_done(row["stem"])]
         print(f"{len(rows)} inputs: {len(rows) - len(todo)} done already in {args.out} (skipped), {len(todo)} to "
               f"matte with {family.title}" + (" on Ray" if args.ray is not None else ""), file=sys.stderr, flush=True)
-        seconds = 0.0
+        timing = None
         if todo:
             if args.ray is None:
-                seconds = run_local(todo, BatchWorker, settings, sink.accept, progress=not args.quiet)
+                timing = run_local(todo, BatchWorker, settings, sink.accept, progress=not args.quiet)
             else:
-                seconds = run_ray(todo, BatchWorker, settings, sink.accept, address=args.ray or None,
+                timing = run_ray(todo, BatchWorker, settings, sink.accept, address=args.ray or None,
                                   actors=args.actors, num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor,
                                   progress=not args.quiet)
     finally:
         sink.close()
-    rate = f", {sink.written / seconds:.2f} images/s" if seconds > 0 and sink.written else ""
-    print(f"done: {sink.written} written, {len(rows) - len(todo)} skipped, {len(sink.failed)} failed{rate}",
+    took = f" {timing.summary(len(todo))}" if timing is not None else ""
+    print(f"done: {sink.written} written, {len(rows) - len(todo)} skipped, {len(sink.failed)} failed{took}",
           file=sys.stderr, flush=True)
     if sink.failed:
         for record in sink.failed[:10]:

@@ -41,14 +41,37 @@ def progress_bar(total: int, what: str, enabled: bool = True):
                 smoothing=0.1)
 
 
-def run_local(rows: list[dict], worker_class, settings: dict, accept: Callable, *, progress: bool = True) -> float:
-    """Seconds spent computing (model load excluded)."""
+class Timing:
+    """When a run started (before any model loads), got its first result, and ended (perf_counter s)."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.first = self.end = None
+
+    def result(self) -> None:
+        self.end = time.perf_counter()
+        if self.first is None:
+            self.first = self.end
+
+    def summary(self, count: int) -> str:
+        """"in 35.2 s (first result after 12.1 s, then 1.90 images/s)": the time to the first result is
+        the start-up (imports, Ray, model loads) plus one image; the rate is the steady one after it."""
+        if self.end is None:
+            return "in 0 s"
+        text = f"in {self.end - self.start:.1f} s (first result after {self.first - self.start:.1f} s"
+        if count > 1 and self.end > self.first:
+            text += f", then {(count - 1) / (self.end - self.first):.2f} images/s"
+        return text + ")"
+
+
+def run_local(rows: list[dict], worker_class, settings: dict, accept: Callable, *, progress: bool = True) -> Timing:
+    timing = Timing()
     worker = worker_class(settings)
-    started = time.perf_counter()
     bar = progress_bar(len(rows), "matting", progress)
     try:
         for row in rows:
             accept(worker.process(row), row)
+            timing.result()
             bar.set_postfix_str(row["stem"], refresh=False)
             bar.update(1)
     finally:
@@ -56,7 +79,7 @@ def run_local(rows: list[dict], worker_class, settings: dict, accept: Callable, 
         close = getattr(worker, "close", None)
         if close is not None:
             close()
-    return time.perf_counter() - started
+    return timing
 
 
 class RayWorker:
@@ -110,18 +133,17 @@ def _worker_env() -> dict:
 
 
 def run_ray(rows: list[dict], worker_class, settings: dict, accept: Callable, *, address: str | None = None,
-            actors: int = 1, num_cpus: float = 1, num_gpus: float = 0, progress: bool = True) -> float:
-    """Seconds from the start of the Ray job to its last result (actor start and model loads included)."""
+            actors: int = 1, num_cpus: float = 1, num_gpus: float = 0, progress: bool = True) -> Timing:
     ray = import_ray()
+    timing = Timing()
     started_here = connect(address)
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.print_on_execution_start = False
         by_stem = {row["stem"]: row for row in rows}
-        started = time.perf_counter()
         if not rows:
-            return 0.0
+            return timing
         dataset = ray.data.from_items([{"row": json.dumps(row)} for row in rows], override_num_blocks=len(rows))
         results = dataset.map_batches(
             RayWorker,
@@ -138,11 +160,12 @@ def run_ray(rows: list[dict], worker_class, settings: dict, accept: Callable, *,
             for out in results.iter_rows():
                 result = pickle.loads(out["result"])
                 accept(result, by_stem[result["stem"]])
+                timing.result()
                 bar.set_postfix_str(result["stem"], refresh=False)
                 bar.update(1)
         finally:
             bar.close()
-        return time.perf_counter() - started
+        return timing
     finally:
         if started_here:
             ray.shutdown()
