@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-RAY_INSTALL = "pip install -r requirements-batch.txt   (or: pip install 'ray[data]>=2.60')"
+RAY_INSTALL = "pip install -r requirements-batch.txt (in the pack's folder), or pip install 'ray[data]>=2.60.0'"
 
 
 class RayMissing(RuntimeError):
@@ -34,7 +34,7 @@ class RayMissing(RuntimeError):
 
 
 def progress_bar(total: int, what: str, enabled: bool = True):
-    """tqdm bar on stderr with rate and ETA (or a stand-in that counts when tqdm is off)."""
+    """tqdm bar on stderr with the rate and the time left (tqdm comes with huggingface_hub)."""
     from tqdm import tqdm
 
     return tqdm(total=total, desc=what, unit="img", file=sys.stderr, disable=not enabled, dynamic_ncols=True,
