@@ -311,3 +311,39 @@ def test_the_benchmark_runner_predicts_the_same_on_ray(pack, ray_cluster, golden
     local = {p.name: p.read_bytes() for p in (tmp_path / "local").glob("*.png")}
     assert len(local) == 4
     assert {p.name: p.read_bytes() for p in (tmp_path / "ray").glob("*.png")} == local
+
+
+# ----------------------------------------------------------------------------- other families
+
+
+def test_other_families_their_prompts_and_companions(cli, tmp_path, capsys):
+    """AIM and MAM (tiny checkpoints in a ComfyUI models/ layout): a prompt kind the family cannot take
+    stops the job with what it takes; MAM's SAM checkpoint is found in models/sams as the loader node
+    finds it, and its absence is named."""
+    import tiny_families
+
+    models = tmp_path / "models"
+    names = tiny_families.install(models, ["aim", "mam"])
+    inputs = _write_images(tmp_path / "in", 2)
+    for p in inputs.iterdir():  # AIM needs 128 px per side
+        with Image.open(p) as im:
+            im.resize((160, 128)).save(p)
+    boxes = tmp_path / "boxes.jsonl"
+    boxes.write_text('{"stem": "*", "box": [30, 20, 130, 110]}\n')
+    aim = str(models / "matting" / names["aim"])
+    mam = str(models / "matting" / names["mam"])
+
+    code = cli.main(["--model", aim, "--input", str(inputs), "--prompt", str(boxes), "--out", str(tmp_path / "a1")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot matte with a box: it takes no prompt" in err and "--prompt auto" in err
+    assert cli.main(["--model", aim, "--input", str(inputs), "--out", str(tmp_path / "a2"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "a2").glob("*.png")) == ["im00.png", "im01.png"]
+
+    # the companion is checked first, so this refusal also says models/sams/ held MAM's SAM checkpoint
+    code = cli.main(["--model", mam, "--input", str(inputs), "--out", str(tmp_path / "m1")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot matte with no prompt: it takes points or a box or a mask" in err
+    (models / "sams" / "sam_vit_b_01ec64.pth").unlink()
+    code = cli.main(["--model", mam, "--input", str(inputs), "--prompt", str(boxes), "--out", str(tmp_path / "m3")])
+    err = capsys.readouterr().err
+    assert code == 2 and "sam_vit_b_01ec64.pth" in err
