@@ -132,6 +132,18 @@ def _worker_env() -> dict:
     return {"PYTHONPATH": os.pathsep.join(paths)}
 
 
+def _warn_when_short(ray, actors: int, num_cpus: float, num_gpus: float) -> None:
+    """Say so when the cluster cannot hold the actor pool now: Ray waits for the resources (an
+    autoscaling cluster may add them), which looks like a hang otherwise."""
+    have = ray.cluster_resources()
+    for what, per_actor in (("CPU", num_cpus), ("GPU", num_gpus)):
+        need = actors * per_actor
+        if need > have.get(what, 0) + 1e-9:
+            print(f"warning: {actors} actors x {per_actor:g} {what} need {need:g} {what}s but the Ray cluster has "
+                  f"{have.get(what, 0):g}; the job waits until the cluster has them (lower --actors or "
+                  f"--{what.lower()}s-per-actor to run now)", file=sys.stderr, flush=True)
+
+
 def run_ray(rows: list[dict], worker_class, settings: dict, accept: Callable, *, address: str | None = None,
             actors: int = 1, num_cpus: float = 1, num_gpus: float = 0, progress: bool = True) -> Timing:
     ray = import_ray()
@@ -144,6 +156,7 @@ def run_ray(rows: list[dict], worker_class, settings: dict, accept: Callable, *,
         by_stem = {row["stem"]: row for row in rows}
         if not rows:
             return timing
+        _warn_when_short(ray, actors, num_cpus, num_gpus)
         dataset = ray.data.from_items([{"row": json.dumps(row)} for row in rows], override_num_blocks=len(rows))
         results = dataset.map_batches(
             RayWorker,
