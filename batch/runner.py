@@ -6,8 +6,8 @@ the model) and answers ``process(row) -> {"stem", "error", "files": {name: bytes
 files with the same code, and a Ray run writes where the command runs.
 
 - :func:`run_local`: one worker in this process, rows in order.
-- :func:`run_ray`: Ray Data. The rows become a dataset (one block per row, so actors share the work
-  evenly and a lost actor costs the rows it held); ``map_batches`` runs :class:`RayWorker` (a callable
+- :func:`run_ray`: Ray Data. The rows become a dataset (one block per row up to ``MAX_BLOCKS``, so
+  actors share the work evenly and a lost actor costs only the rows it held); ``map_batches`` runs :class:`RayWorker` (a callable
   class holding one worker, hence one loaded model, per actor) on a fixed pool of ``actors`` actors
   with ``num_cpus`` / ``num_gpus`` each; the driver iterates the results as they come. Ray Data
   restarts an actor that dies and retries its unfinished rows (``max_restarts`` / ``max_task_retries``
@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Callable
 
 RAY_INSTALL = "pip install -r requirements-batch.txt (in the pack's folder), or pip install 'ray[data]>=2.60.0'"
+
+
+MAX_BLOCKS = 1000
 
 
 class RayMissing(RuntimeError):
@@ -157,7 +160,9 @@ def run_ray(rows: list[dict], worker_class, settings: dict, accept: Callable, *,
         if not rows:
             return timing
         _warn_when_short(ray, actors, num_cpus, num_gpus)
-        dataset = ray.data.from_items([{"row": json.dumps(row)} for row in rows], override_num_blocks=len(rows))
+        # one input per block (a block is what a retry redoes), up to MAX_BLOCKS for very long jobs
+        dataset = ray.data.from_items([{"row": json.dumps(row)} for row in rows],
+                                      override_num_blocks=min(len(rows), MAX_BLOCKS))
         results = dataset.map_batches(
             RayWorker,
             fn_constructor_args=(worker_class, settings),
