@@ -283,8 +283,8 @@ def test_a_ray_run_with_an_actor_killed_writes_the_files_of_the_local_run(cli, r
     while len(list(out.glob("*.png"))) < 2:
         assert job.is_alive() and time.monotonic() < deadline, "the Ray run wrote nothing"
         time.sleep(0.02)
-    actors = _actor_processes()
-    assert len(actors) == 2, actors
+    actors = _actor_processes()  # both, or the one that has started so far
+    assert 1 <= len(actors) <= 2, actors
     actors[0].kill()
     done_at_kill = len(list(out.glob("*.png")))
     job.join(timeout=300)
