@@ -163,6 +163,28 @@ def test_bad_inputs_land_in_failures_jsonl_and_the_rest_carry_on(cli, golden_dir
     assert len((out / "failures.jsonl").read_text().splitlines()) == 4
 
 
+def test_a_folder_of_masks_or_trimaps_is_matched_by_stem(cli, golden_dir, tmp_path, capsys):
+    inputs = _write_images(tmp_path / "in", 3)  # 40×48, 44×56, 48×64
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for i, (h, w) in enumerate([(40, 48), (44, 56)]):
+        levels = np.zeros((h, w), np.uint8)
+        levels[10:30, 12:36] = 255
+        Image.fromarray(levels).save(masks / f"im{i:02d}.png")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(masks / "im02.png")  # not the image's size
+    for form, extra in (("mask", []), ("trimap", ["--prompt-as", "trimap"])):
+        out = tmp_path / form
+        code = cli.main(["--model", _model(golden_dir), "--input", str(inputs), "--prompt", str(masks),
+                         "--out", str(out), "--resolution", "64", "--quiet", *extra])
+        assert code == 1, capsys.readouterr().err
+        assert sorted(p.name for p in out.glob("*.png")) == ["im00.png", "im01.png"]
+        (failure,) = map(json.loads, (out / "failures.jsonl").read_text().splitlines())
+        assert failure["stem"] == "im02"
+        assert f"the {form} {masks / 'im02.png'} is 10×10 but the image is 64×48" in failure["reason"]
+    # a mask and a trimap of the same file are different prompts
+    assert (tmp_path / "mask" / "im00.png").read_bytes() != (tmp_path / "trimap" / "im00.png").read_bytes()
+
+
 def test_jobs_that_cannot_start_stop_with_a_message(cli, golden_dir, images, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"stem": "im00", "box": [1, 2, 3]}\n')
