@@ -3,6 +3,7 @@
     python -m <pack>.matting.benchmark --model FILE --images DIR --gt DIR \\
         --prompt {box,mask,point,trimap,auto} [--out DIR] [--resolution 1024] [--seed 0]
         [--trimap-dir DIR] [--transparent] [--device cpu|cuda] [--csv FILE]
+        [--ray [ADDRESS] [--actors N] [--cpus-per-actor N] [--gpus-per-actor N]] [--threads N]
 
 Every ground truth in ``--gt`` is one image of the set; its image is the file in ``--images`` with
 the same name stem. Per image, as the authors' ``inference.py`` with their test transforms
@@ -38,20 +39,21 @@ after an interruption the same command carries on. OUT records the settings it w
 (``benchmark.json``); resuming with other settings is refused rather than mixing predictions.
 
 The engine (``models.load_matting_model``) is imported only when something is left to predict.
+Predictions run on the batch command's machinery (``batch.runner``): here, or with ``--ray`` on Ray
+Data with one loaded model per actor; the files are the same either way (with the same ``--threads``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .evaluate import _Progress, evaluate_files, images_by_stem, mean_line, read_grey, write_csv
+from .evaluate import evaluate_files, images_by_stem, mean_line, read_grey, write_csv
 from .metrics import MetricsError, resize_bilinear
 
 PROMPTS = ("box", "mask", "point", "trimap", "auto")
@@ -242,11 +244,9 @@ def existing_prediction(path: Path, size) -> bool:
 
 
 def write_png(path: Path, levels: np.ndarray) -> None:
-    from PIL import Image
+    from .outputs import png_bytes, write_atomic
 
-    tmp = path.with_name(f".{path.name}.part")
-    Image.fromarray(levels, mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_atomic(path, png_bytes(levels))
 
 
 def _settings(args) -> dict:
@@ -315,6 +315,10 @@ def _load_model(path: str, device: str, precision: str):
 
 
 def run(args) -> int:
+    if getattr(args, "ray", None) is not None:
+        from ..batch.runner import import_ray
+
+        import_ray()  # a missing Ray stops the run before anything is read
     out = Path(args.out)
     items = _pair_images(args.images, args.gt, args.trimap_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -352,34 +356,76 @@ def run(args) -> int:
     return 0
 
 
-def _predict(args, out: Path, todo) -> None:
-    import torch
+class BenchmarkWorker:
+    """One loaded model predicting benchmark rows (``{"stem", "image", "gt", "trimap"}``) into PNG bytes;
+    the batch command's runner runs it here or in Ray actors (``--ray``), one model per actor."""
 
-    from .pipeline import matte
+    def __init__(self, settings: dict):
+        import torch
 
-    started = time.perf_counter()
-    net = _load_model(args.model, args.device, args.precision)
-    print(f"loaded {args.model} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+        if settings.get("threads"):
+            torch.set_num_threads(int(settings["threads"]))
+        started = time.perf_counter()
+        self.settings = settings
+        self.net = _load_model(settings["model"], settings["device"], settings["precision"])
+        print(f"loaded {settings['model']} in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
 
-    def model_fn(im, prompt_map, coords, kind, trans):
+    def _model_fn(self, im, prompt_map, coords, kind, trans):
+        import torch
+
         with torch.inference_mode():
-            return net(im, prompt_map, coords, kind, trans, caption=None).float()
+            return self.net(im, prompt_map, coords, kind, trans, caption=None).float()
 
-    bar = _Progress(len(todo), "predicting", not args.quiet)
-    try:
-        for stem, image_path, gt_path, trimap_path in todo:
-            gt = read_grey(gt_path)
-            alpha = working_alpha(gt, args.resolution)
-            prompt = derive_prompt(args.prompt, alpha, args.seed,
-                                   read_grey(trimap_path) if trimap_path is not None else None)
-            image = stretch_image(read_rgb(image_path), args.resolution)
+    def process(self, row: dict) -> dict:
+        import torch
+
+        from .pipeline import matte
+
+        s = self.settings
+        try:
+            gt = read_grey(row["gt"])
+            alpha = working_alpha(gt, s["resolution"])
+            prompt = derive_prompt(s["prompt"], alpha, s["seed"],
+                                   read_grey(row["trimap"]) if row["trimap"] is not None else None)
+            image = stretch_image(read_rgb(row["image"]), s["resolution"])
             with torch.no_grad():
-                pred = matte(model_fn, torch.from_numpy(image)[None], prompt, resolution=args.resolution,
-                             resize="stretch", focus="whole", transparent=bool(args.transparent))
-            write_png(out / f"{stem}.png", prediction_levels(pred[0].cpu().numpy(), gt.shape))
-            bar.step(stem)
-    finally:
-        bar.close()
+                pred = matte(self._model_fn, torch.from_numpy(image)[None], prompt, resolution=s["resolution"],
+                             resize="stretch", focus="whole", transparent=bool(s["transparent"]))
+        except MetricsError as e:
+            return {"stem": row["stem"], "error": str(e), "files": {}}
+        from .outputs import png_bytes
+
+        levels = prediction_levels(pred[0].cpu().numpy(), gt.shape)
+        return {"stem": row["stem"], "error": "", "files": {f"{row['stem']}.png": png_bytes(levels)}}
+
+
+def _predict(args, out: Path, todo) -> None:
+    from ..batch.runner import run_local, run_ray  # the batch command's machinery: local or Ray
+    from .outputs import write_atomic
+
+    settings = {"model": str(args.model), "device": args.device, "precision": args.precision,
+                "resolution": args.resolution, "seed": args.seed, "transparent": bool(args.transparent),
+                "prompt": args.prompt, "threads": args.threads}
+    rows = [{"stem": stem, "image": str(image_path), "gt": str(gt_path),
+             "trimap": str(trimap_path) if trimap_path is not None else None}
+            for stem, image_path, gt_path, trimap_path in todo]
+    failures = []
+
+    def accept(result, row):
+        if result["error"]:
+            failures.append(f"{result['stem']}: {result['error']}")
+        for name, data in result["files"].items():
+            write_atomic(out / name, data)
+
+    if args.ray is None:
+        run_local(rows, BenchmarkWorker, settings, accept, progress=not args.quiet)
+    else:
+        if settings["threads"] is None:
+            settings["threads"] = max(1, int(args.cpus_per_actor))
+        run_ray(rows, BenchmarkWorker, settings, accept, address=args.ray or None, actors=args.actors,
+                num_cpus=args.cpus_per_actor, num_gpus=args.gpus_per_actor, progress=not args.quiet)
+    if failures:
+        raise BenchmarkError(f"{len(failures)} image(s) could not be predicted:\n  " + "\n  ".join(failures[:10]))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -404,6 +450,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="also write the numbers to this CSV file")
     p.add_argument("--digits", type=int, default=2, help="decimals in the printed lines (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per worker (default: all cores locally, --cpus-per-actor on Ray)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="predict on Ray Data (pip install -r requirements-batch.txt): without ADDRESS a local Ray, "
+                        "with one that cluster; as the batch command's --ray")
+    p.add_argument("--actors", type=int, default=1, help="with --ray: actors, one loaded model each (default 1)")
+    p.add_argument("--cpus-per-actor", type=float, default=1.0, help="with --ray: CPUs per actor (default 1)")
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, help="with --ray: GPUs per actor (default 0)")
     return p
 
 
@@ -427,6 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except MetricsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # batch.runner.RayMissing: names the install command
+        if type(e).__name__ != "RayMissing":
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -59,12 +59,6 @@ def pair_batches(image: torch.Tensor, alpha: torch.Tensor):
     return image.float(), alpha.to(image.device).float().clamp(0, 1)
 
 
-def _foreground(image: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    from ..matting.foreground import estimate_foreground
-    fg = estimate_foreground(image.movedim(-1, 1), alpha[:, None])
-    return fg.movedim(1, -1).clamp(0, 1)
-
-
 class PromptMatteComposite(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -102,8 +96,10 @@ class PromptMatteComposite(io.ComfyNode):
     @classmethod
     def execute(cls, image, alpha, background: str, color: str, estimate_foreground: bool,
                 background_image=None) -> io.NodeOutput:
+        from ..matting.outputs import cutouts  # the batch command's --foreground / --rgba files too
+
         image, alpha = pair_batches(image, alpha)
-        fg = _foreground(image, alpha) if estimate_foreground else image
+        fg, rgba = cutouts(image, alpha, estimate_foreground)
         a = alpha[..., None]
         if background == "color":
             bg = parse_color(color).to(image).expand_as(fg)
@@ -114,7 +110,7 @@ class PromptMatteComposite(io.ComfyNode):
         else:
             bg = torch.zeros_like(fg)
         comp = fg * a + bg * (1 - a)
-        return io.NodeOutput(comp, fg, torch.cat([fg, a], dim=-1))
+        return io.NodeOutput(comp, fg, rgba)
 
 
 def _fit_background(bg: torch.Tensor, shape) -> torch.Tensor:

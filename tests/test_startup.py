@@ -30,6 +30,8 @@ _SCRIPT = textwrap.dedent(
         "nodes": sorted(n for n in host.classes if n.startswith("PromptMatte")),
         "diffusers": "diffusers" in sys.modules,
         "engine": sorted(m for m in sys.modules if m.startswith(pack + ".models")),
+        "batch": sorted(m for m in sys.modules if m.startswith(pack + ".batch")),
+        "ray": "ray" in sys.modules,
         "transformers_by_comfyui": "transformers" in before or "transformers" in sys.modules,
     }}
     patcher = sys.modules[pack + ".nodes.patcher"]
@@ -51,5 +53,6 @@ def test_starting_comfyui_imports_no_engine_until_a_model_loads(pack, golden_dir
     assert "PromptMatteApply" in report["nodes"] and "PromptMatteModelLoader" in report["nodes"]
     assert report["diffusers"] is False, "importing the pack imported diffusers"
     assert report["engine"] == [], f"importing the pack imported the engine: {report['engine']}"
+    assert report["batch"] == [] and report["ray"] is False, "importing the pack imported the batch command or Ray"
     # ...and the first load brings it in, and works
     assert report["after_load"] == {"diffusers": True, "family": "sdmatte"}
