@@ -807,6 +807,8 @@ def ensure(cache_root: Path | str | None = None, log: Callable[[str], None] | No
             for name in ENTRIES:
                 manifest["files"].setdefault(name, {})["bytes"] = _size(tmp / name)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            for path in [tmp, *tmp.rglob("*")]:  # mkdtemp and some writers make owner-only modes
+                path.chmod(0o755 if path.is_dir() else 0o644)
             try:
                 os.rename(tmp, final)
             except OSError:
