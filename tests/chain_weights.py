@@ -144,7 +144,7 @@ class Layout(OrderedDict):
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             self.linear(f"{name}.layers.{i}", b, a)
 
-    def nparams(self) -> int:
+    def numel(self) -> int:
         return sum(s.numel() for s in self.values())
 
 
@@ -323,10 +323,11 @@ def dino_config_text() -> str:
     return "".join(f"{k} = {v!r}\n" for k, v in DINO_CONFIG.items())
 
 
-def _swin_relative_position_index(window: int = 7):
-    """Swin's ``relative_position_index`` buffer (window*window, window*window), int64."""
+def _swin_relative_position_index(shape=(49, 49)) -> "torch.Tensor":
+    """Swin's ``relative_position_index`` buffer for a window of sqrt(shape[0]) pixels, int64."""
     import torch
 
+    window = round(shape[0] ** 0.5)
     coords = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
     rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0).contiguous()
     rel[:, :, 0] += window - 1
@@ -362,7 +363,7 @@ def grounding_dino_layout() -> Layout:
             b = f"{s}.layers.{i}.blocks.{j}"
             lay.norm(f"{b}.norm1", dim)
             lay.add(f"{b}.attn.relative_position_bias_table", (169, nh))
-            lay.add(f"{b}.attn.relative_position_index", (49, 49), lambda shape: _swin_relative_position_index(7), "int64")
+            lay.add(f"{b}.attn.relative_position_index", (49, 49), _swin_relative_position_index, "int64")
             lay.linear(f"{b}.attn.qkv", 3 * dim, dim)
             lay.linear(f"{b}.attn.proj", dim, dim)
             lay.norm(f"{b}.norm2", dim)
@@ -658,11 +659,17 @@ def _sd_vae(lay: Layout, p: str) -> None:
     lay.conv(f"{p}.post_quant_conv", 4, 4, 1)
 
 
+def _position_ids(shape) -> "torch.Tensor":
+    import torch
+
+    return torch.arange(shape[-1]).expand(shape)
+
+
 def _clip_l(lay: Layout, p: str) -> None:
     h = 768
     lay.add(f"{p}.embeddings.token_embedding.weight", (49408, h))
     lay.add(f"{p}.embeddings.position_embedding.weight", (77, h))
-    lay.add(f"{p}.embeddings.position_ids", (1, 77), lambda shape: __import__("torch").arange(77)[None], "int64")
+    lay.add(f"{p}.embeddings.position_ids", (1, 77), _position_ids, "int64")  # saved in the SD1.5 files
     for i in range(12):
         b = f"{p}.encoder.layers.{i}"
         lay.norm(f"{b}.layer_norm1", h)
@@ -807,6 +814,8 @@ def ensure(cache_root: Path | str | None = None, log: Callable[[str], None] | No
             for name in ENTRIES:
                 manifest["files"].setdefault(name, {})["bytes"] = _size(tmp / name)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            for path in [tmp, *tmp.rglob("*")]:  # mkdtemp and some writers make owner-only modes
+                path.chmod(0o755 if path.is_dir() else 0o644)
             try:
                 os.rename(tmp, final)
             except OSError:
