@@ -104,8 +104,10 @@ RUN_SETUP = {
     "04_trimap_from_rough_mask": {"image": PAINTED},
     "05_background_replacement_inpainting": {
         "image": PLAIN, "editor_state": CLICKS,
+        # foreground estimation off, so the whole composite is exactly alpha·image + (1-alpha)·painted:
+        # the tiny random matte has no pixel at exactly 0 or 1 to compare alone
         "set": [["CheckpointLoaderSimple", "ckpt_name", chain_weights.SD15_INPAINT_FILE],
-                ["KSampler", "steps", SD_STEPS]],
+                ["KSampler", "steps", SD_STEPS], ["PromptMatteComposite", "estimate_foreground", False]],
         "taps": [["VAEDecode", "IMAGE"]],
     },
     "06_mam_click_or_box": {"image": PLAIN, "editor_state": CLICKS,
@@ -458,13 +460,14 @@ def _check_chain(name: str, run: dict, client) -> None:
         alpha = (alpha if alpha.ndim == 2 else alpha[..., -1] if alpha.shape[-1] in (2, 4) else alpha[..., 0]).astype(int)
         saved = [i for out in run["outputs"].values() for i in out.get("images", []) if i.get("type") == "output"]
         composite = _image(client, saved[0])[..., :3].astype(int)
-        opaque, clear = alpha == 255, alpha == 0
-        assert opaque.any() and clear.any(), "the tiny matte has no fully opaque or no fully clear pixel to check"
-        # where alpha = 1 the subject is the original image's, whatever the inpainting painted ...
-        assert np.abs(composite - original)[opaque].max() <= 1, "the subject's pixels changed"
-        # ... and where alpha = 0 the composite is the inpainted picture
-        assert np.abs(composite - painted)[clear].max() <= 1, "the new background is not the inpainted image"
-        assert np.abs(painted - original)[clear].mean() > 2, "the inpainting changed nothing"
+        a = alpha[..., None] / 255.0
+        # the subject stays the original image's and the rest is the painting, in proportion to alpha
+        # (to 1/255 per pixel, plus the alpha preview's own 8-bit rounding)
+        expected = a * original + (1 - a) * painted
+        assert np.abs(composite - expected).max() <= 2, "the composite is not alpha·image + (1-alpha)·painting"
+        assert alpha.max() - alpha.min() > 50, "the tiny matte is flat: nothing to compare"
+        background = alpha < 128
+        assert np.abs(painted - original)[background].mean() > 2, "the inpainting changed nothing"
 
 
 @pytest.mark.server
@@ -519,13 +522,13 @@ if not GROUNDINGDINO_RUNS_HERE:  # defined only where it applies: no skipped tes
     @pytest.mark.slow
     @pytest.mark.timeout(2700)
     def test_segment_anything_chain_fails_only_in_groundingdino_on_transformers_5(browser_runs):
-        """With transformers 5 (a current ComfyUI install), storyicon's GroundingDINO node fails on
+        """With transformers 5 (a current ComfyUI install), storyicon's GroundingDINO loader fails on
         BertModel methods transformers removed (03a runs to success in the minimum lane, transformers
         4.x). Our nodes must not be the ones failing, and when the pack is fixed this test says so."""
         run = browser_runs["runs"]["03a_mask_prompt_segment_anything"]
         assert "rejection" not in run, json.dumps(run.get("rejection"))[:3000]
         assert run.get("status") != "success", "03a ran on transformers 5: the pack works now, run it here"
         error = run.get("error") or ""
-        assert "execution error" in error and '"node_type": "GroundingDinoSAMSegment (segment anything)"' in error.replace(
+        assert "execution error" in error and '"node_type": "GroundingDinoModelLoader (segment anything)"' in error.replace(
             '":"', '": "'), error[:3000]
-        assert "has no attribute" in error, error[:3000]
+        assert "'BertModel' object has no attribute" in error, error[:3000]
