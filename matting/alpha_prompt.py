@@ -21,14 +21,35 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 
 from .errors import PromptError
 from .prompt import Prompt
-from .trimap import _dilate, _erode
 
 FORMS = ("mask", "box", "trimap", "auto")
 SOFT_EDGE = 0.02  # alpha above this counts as "touched by the subject" for the trimap's outer edge
+
+
+def dilate(binary: torch.Tensor, radius: float) -> torch.Tensor:
+    """A (H, W) 0/1 mask dilated by the disk of ``radius`` px of :func:`matting.trimap.disk` (the
+    same pixels as ``trimap_from_mask``'s dilation), from the exact Euclidean distance to the mask:
+    linear in the image's size whatever the radius."""
+    m = binary.detach().cpu().numpy() > 0.5
+    r = int(round(radius))
+    if r <= 0 or not m.any():
+        return torch.from_numpy(m.astype(np.float32))
+    distance2 = distance_transform_edt(~m) ** 2
+    return torch.from_numpy((distance2 <= (r + 0.5) ** 2 - 0.25 + 1e-9).astype(np.float32))
+
+
+def erode(binary: torch.Tensor, radius: float) -> torch.Tensor:
+    """The complement of the dilation of the complement; the image's border does not erode."""
+    m = binary.detach().cpu() > 0.5
+    if int(round(radius)) <= 0:
+        return m.float()
+    return 1.0 - dilate((~m).float(), radius)
 
 
 def _alpha_2d(alpha) -> torch.Tensor:
@@ -78,13 +99,12 @@ def prompt_from_alpha(alpha, form: str, margin: float, threshold: float = 0.5) -
         box = grow_box(alpha_box(a, threshold), margin, height, width)
         return Prompt.from_box(*box, source_size=(height, width))
     if form == "mask":
-        return Prompt.from_mask(_dilate(core[None, None], radius)[0, 0])
-    touched = (a > SOFT_EDGE).to(torch.float32)[None, None]
-    sure = _erode(core[None, None], radius)[0, 0]
-    reach = _dilate(touched, radius)[0, 0]
+        return Prompt.from_mask(dilate(core, radius))
+    sure = erode(core, radius)
+    reach = dilate((a > SOFT_EDGE).to(torch.float32), radius)
     trimap = torch.where(reach > 0.5, 0.5, 0.0)
     trimap = torch.where(sure > 0.5, 1.0, trimap)
     return Prompt.from_trimap(trimap)
 
 
-__all__ = ["FORMS", "SOFT_EDGE", "alpha_box", "grow_box", "prompt_from_alpha"]
+__all__ = ["FORMS", "SOFT_EDGE", "alpha_box", "dilate", "erode", "grow_box", "prompt_from_alpha"]

@@ -36,10 +36,9 @@ from typing import Callable, Mapping
 
 import torch
 
-from .alpha_prompt import prompt_from_alpha
+from .alpha_prompt import dilate, prompt_from_alpha
 from .errors import PromptError
 from .prompt import Prompt
-from .trimap import _dilate
 
 CUT_DISTANCE = 0.5
 LOST_FRACTION = 0.1
@@ -289,7 +288,7 @@ def _jump(alpha: torch.Tensor, previous: torch.Tensor, margin: float) -> str:
         return ""
     if now > JUMP_FACTOR * before:
         return f"its area went from {before} to {now} px in one frame"
-    grown = _dilate((previous > THRESHOLD).float()[None, None], int(round(2 * margin)))[0, 0] > 0.5
+    grown = dilate((previous > THRESHOLD).float(), 2 * margin) > 0.5
     outside = float(((alpha > THRESHOLD) & ~grown).sum()) / now
     if outside > JUMP_OUTSIDE:
         return f"{100 * outside:.0f} % of it lies away from where the subject was"

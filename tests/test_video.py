@@ -240,3 +240,60 @@ def test_bad_inputs_are_clear_errors(c, clip):
     sim_like = double_model(("trimap",))
     with pytest.raises(ValueError, match="cannot matte with a box"):
         run_video(c, sim_like, clip.frames, prompt)
+
+
+# ----------------------------------------------------------------------------- dtSSD
+
+
+def reference_dtssd(pred, true):
+    """Robust Video Matting's evaluation, restated: 8-bit frames / 255 in float32; frame 0 counts 0;
+    frame t: 100 · sqrt(sum over pixels of ((p_t - p_t-1) - (g_t - g_t-1))² / pixel count)."""
+    import numpy as np
+
+    pred = [np.asarray(p, dtype=np.float32) / 255 for p in pred]
+    true = [np.asarray(g, dtype=np.float32) / 255 for g in true]
+    values = [0.0]
+    for t in range(1, len(pred)):
+        squared = ((pred[t] - pred[t - 1]) - (true[t] - true[t - 1])) ** 2
+        values.append(float(np.sqrt(np.sum(squared) / true[t].size) * 1e2))
+    return values
+
+
+def test_dtssd_is_robust_video_mattings(pack):
+    import numpy as np
+
+    metrics = importlib.import_module(f"{pack.__name__}.matting.metrics")
+    still = np.zeros((2, 2), np.float32)
+    flash = still.copy()
+    flash[0, 0] = 255  # one pixel of four changes by 1 where the truth stays still: sqrt(1 / 4) · 100
+    assert metrics.dtssd([still, flash], [still, still]) == [0.0, 50.0]
+    assert metrics.dtssd([still, flash], [still, flash]) == [0.0, 0.0]  # the same change as the truth
+    rng = np.random.default_rng(5)
+    pred = rng.integers(0, 256, (6, 9, 13)).astype(np.float32)
+    true = rng.integers(0, 256, (6, 9, 13)).astype(np.float32)
+    ours, theirs = metrics.dtssd(pred, true), reference_dtssd(pred, true)
+    assert np.allclose(ours, theirs, rtol=1e-5, atol=0)
+    # fp64 all the way: ours is at least as close as the reference's own float32 sum
+    exact = [0.0] + [float(np.sqrt(np.mean(((pred[t].astype(np.float64) - pred[t - 1]) - (true[t] - true[t - 1])) ** 2
+                                            / 255 ** 2)) * 100) for t in range(1, 6)]
+    assert max(abs(a - b) for a, b in zip(ours, exact)) <= max(abs(a - b) for a, b in zip(theirs, exact)) + 1e-9
+    with pytest.raises(metrics.MetricsError, match="share one size"):
+        metrics.dtssd([still, np.zeros((3, 3))], [still, np.zeros((3, 3))])
+
+
+def test_matte_metrics_adds_dtssd_for_a_clip(c, clip):
+    import numpy as np
+
+    truth = clip.alpha[:6]
+    jitter = truth.clone()
+    jitter[1::2] = torch.roll(truth[1::2], 2, dims=-1)  # every other frame shifted: flicker
+    table, _ = c.outputs("PromptMatteMetrics", alpha=jitter, ground_truth=truth)
+    lines = table.splitlines()
+    assert "dtSSD x100" in lines[0] and lines[1].split()[-1] == "dtSSD"
+    levels = lambda m: np.round(m.numpy().astype(np.float64) * 255).astype(np.float32)  # noqa: E731
+    expected = reference_dtssd([levels(a) for a in jitter], [levels(g) for g in truth])
+    rows = [line.split() for line in lines[2:]]
+    assert [float(r[-1]) for r in rows[:-1]] == [round(v, 2) for v in expected]
+    assert rows[-1][0] == "mean" and float(rows[-1][-1]) == round(float(np.mean(expected)), 2)
+    single, _ = c.outputs("PromptMatteMetrics", alpha=jitter[:1], ground_truth=truth[:1])
+    assert "dtSSD" not in single  # one image: no clip
