@@ -297,3 +297,70 @@ def test_matte_metrics_adds_dtssd_for_a_clip(c, clip):
     assert rows[-1][0] == "mean" and float(rows[-1][-1]) == round(float(np.mean(expected)), 2)
     single, _ = c.outputs("PromptMatteMetrics", alpha=jitter[:1], ground_truth=truth[:1])
     assert "dtSSD" not in single  # one image: no clip
+
+
+# ----------------------------------------------------------------------------- streaming memory
+
+MEMORY_SCRIPT = '''
+import json, sys
+import torch
+from PromptMatte.matting.follow import follow
+from PromptMatte.matting.pipeline import matte
+from PromptMatte.matting.prompt import Prompt
+
+torch.set_num_threads(1)
+n, height, width = int(sys.argv[1]), 288, 512
+
+
+class SmallModel(torch.nn.Module):
+    """A few full-resolution convolutions (their activations are one frame's working set) and the
+    colour key of the clip (blue = alpha) within the prompt, grown by 8 px, so that following works."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(4, 16, 3, padding=1), torch.nn.ReLU(),
+                                       torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
+                                       torch.nn.Conv2d(16, 1, 3, padding=1))
+
+    def forward(self, image, prompt_map, coords, kind, transparent):
+        region = torch.nn.functional.max_pool2d((prompt_map > 0).float(), 17, stride=1, padding=8)
+        learned = torch.sigmoid(self.net(torch.cat([image, prompt_map], dim=1)))
+        return image[:, 2:3] * region + 0 * learned
+
+
+model = SmallModel().eval()
+
+
+def run():
+    frames = torch.rand(n, height, width, 3).mul_(0.5)  # in place: no second clip-sized tensor
+    frames[..., 2] = 0
+    yy, xx = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    for t in range(n):  # a disk moving 2 px per frame, back and forth
+        x = 100 + (t * 2) % 300
+        frames[t, ..., 2] = ((xx - x) ** 2 + (yy - 140) ** 2 < 50 ** 2).float()
+    first = Prompt.from_mask(frames[0, ..., 2])
+
+    def matte_frame(frame, prompt):
+        with torch.inference_mode():
+            return matte(lambda *a: model(*a), frame, [prompt], at_input_size=True)[0]
+
+    alpha, report = follow(matte_frame, frames, {0: (first, "prompt")}, form="mask", margin=10)
+    assert len(report.matted) == n, report.text()
+    run.held = (frames, alpha)
+
+
+peak = forward_peak(run)
+print(json.dumps({"peak": peak, "data": run.held[0].nbytes + run.held[1].nbytes}))
+'''
+
+
+@pytest.mark.slow
+def test_memory_stays_flat_with_the_clip_length(pack):
+    """Peak resident memory of following 120 frames at 512×288 against 30: what grows is the frames
+    and the alphas themselves (within 10 %), not a per-frame working set."""
+    from peak_memory import measure_in_child
+
+    short, long = (measure_in_child(pack, MEMORY_SCRIPT, n, timeout=600) for n in (30, 120))
+    growth, data = long["peak"] - short["peak"], long["data"] - short["data"]
+    assert growth <= 1.10 * data, (f"120 frames took {growth / 2**20:.0f} MiB more than 30 at peak; their frames "
+                                   f"and alphas are {data / 2**20:.0f} MiB")
