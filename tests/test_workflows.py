@@ -67,6 +67,8 @@ LICENCE_WORDS = {"semat": ("CC BY-NC 4.0", "non-commercial"), "sim": ("no licenc
 NOT_RUN = {
     "05_background_replacement_inpainting": "needs an SD inpainting checkpoint (models/checkpoints), not available here",
 }
+# Runnable workflows whose run from the frontend is tested in their own module.
+RUN_ELSEWHERE = {"11_video_matting": "tests/test_video_workflow.py (a clip written with av)"}
 # Input image and editor clicks for each runnable workflow (the test image is 320×240).
 PAINTED = "promptmatte_wf_painted.png"
 PLAIN = "promptmatte_wf_subject.png"
@@ -304,6 +306,8 @@ def browser_runs(comfy_server, comfy_client, comfy_base_dir, object_info):
     comfy_client.upload_image(harness.png_bytes(harness.subject_image_with_painted_mask()), filename=PAINTED)
     runs = []
     for name in _runnable(object_info):
+        if name in RUN_ELSEWHERE:
+            continue
         image, state = RUN_SETUP[name]
         run = {
             "name": name,
