@@ -182,7 +182,9 @@ class PromptMatteVideo(io.ComfyNode):
                 _unfinished[key] = (out, done)  # queue the same graph again to go on from here
             raise
         shown = min(max(int(prompt_frame), 0), n - 1)
-        return io.NodeOutput(alpha, report.text(), ui={"promptmatte_alpha": [alpha_preview(alpha[shown:shown + 1])]})
+        text = report.text()
+        return io.NodeOutput(alpha, text, ui={"promptmatte_alpha": [alpha_preview(alpha[shown:shown + 1])],
+                                              "promptmatte_report": [text]})
 
 
 class PromptMatteKeyframe(io.ComfyNode):

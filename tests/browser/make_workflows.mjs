@@ -534,7 +534,6 @@ WORKFLOWS.push({
     { id: "model", type: "PromptMatteModelLoader", pos: [0, 560], widgets: { ckpt_name: "SDMatte.safetensors" } },
     { id: "editor", type: "PromptMatteEditor", pos: [COL, 0], size: [420, 560] },
     { id: "video", type: "PromptMatteVideo", pos: [COL + 450, 0] },
-    { id: "report", type: "PreviewAny", pos: [COL + 450, 560], size: [320, 200] },
     {
       id: "comp",
       type: "PromptMatteComposite",
@@ -551,7 +550,6 @@ WORKFLOWS.push({
     ["model", "model", "video", "model"],
     ["editor", "prompt", "video", "prompt"],
     ["editor", "frame", "video", "prompt_frame"],
-    ["video", "report", "report", "source"],
     ["parts", "images", "comp", "image"],
     ["video", "alpha", "comp", "alpha"],
     ["comp", "image", "create", "images"],
@@ -564,7 +562,8 @@ WORKFLOWS.push({
     size: [760, 300],
     text: weightsNote([
       "Video matting: Load Video → Get Video Components → Matte Prompt Editor / Matting (video) → Matte Composite",
-      "(over green) → Create Video (the clip's own fps and audio) → Save Video. Preview Any shows the report.",
+      "(over green) → Create Video (the clip's own fps and audio) → Save Video. Matting (video)'s 'report' output",
+      "says which frames were matted and where the subject was lost: connect core Preview Any to read it.",
       "",
       "Run once: the editor then shows the frames with a frame chooser. Pick the frame where the subject is",
       "clear, click on it (or drag a box) and run again: Matting (video) follows the subject from that frame",
