@@ -85,3 +85,39 @@ def test_video_workflow_runs_from_the_frontend_and_follows_from_the_chosen_frame
     assert result["editor"]["label"] == f"frame {chosen} / {N_FRAMES - 1}"
     state = json.loads(result["editor"]["state"])
     assert state["frame"] == chosen and state["box"] == config["box_on_frame"]
+
+
+def keyframe_graph(keyframes_source: dict) -> dict:
+    """EmptyImage (a 4-frame batch) -> Matting (video) with no prompt and keyframes from
+    ``keyframes_source`` (node "k"); the tiny SDMatte."""
+    return {
+        "frames": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 4, "color": 0x336699}},
+        "model": {"class_type": "PromptMatteModelLoader",
+                  "inputs": {"ckpt_name": "sdmatte_tiny.safetensors", "precision": "auto"}},
+        "box": {"class_type": "PromptMatteBox", "inputs": {"x1": 16, "y1": 16, "x2": 48, "y2": 48}},
+        "k": keyframes_source,
+        "video": {"class_type": "PromptMatteVideo",
+                  "inputs": {"model": ["model", 0], "frames": ["frames", 0], "keyframes": ["k", 0], "prompt_frame": 0,
+                             "transparent": False, "resolution": 64, "resize": "stretch (as the authors)",
+                             "focus": "whole image", "margin": 0.1, "caption": "", "motion_margin": 0.05}},
+    }
+
+
+def test_keyframes_reach_the_node_through_the_server(comfy_client, comfy_base_dir):
+    """The keyframes input takes a Matte Keyframe chain or a MASK batch (the server validates both
+    links); a MASK batch of the wrong length is a clear error and the server stays up."""
+    if not (comfy_base_dir / "models" / "sdmatte" / "sdmatte_tiny.safetensors").exists():
+        pytest.fail("the golden tiny SDMatte checkpoint is not linked into the test base dir")
+    from comfy_host import ExecutionFailed
+
+    chain = keyframe_graph({"class_type": "PromptMatteKeyframe", "inputs": {"prompt": ["box", 0], "frame": 2}})
+    result = comfy_client.run(chain, timeout=300)
+    report = result.outputs["video"]["promptmatte_report"][0]
+    assert "frame 2 (keyframe)" in report and "4 frames, followed as a box" in report, report
+    wrong = keyframe_graph({"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}})
+    with pytest.raises(ExecutionFailed) as caught:
+        comfy_client.run(wrong, timeout=300)
+    message = caught.value.exception_message
+    assert "1 masks of 64×64 but the clip is 4 frames of 64×64" in message and "one mask per frame" in message
+    assert "Traceback" not in message
+    assert comfy_client.run(chain, timeout=300).outputs["video"]["promptmatte_report"]  # still up
