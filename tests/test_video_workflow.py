@@ -89,7 +89,7 @@ def test_video_workflow_runs_from_the_frontend_and_follows_from_the_chosen_frame
 
 def keyframe_graph(keyframes_source: dict) -> dict:
     """EmptyImage (a 4-frame batch) -> Matting (video) with no prompt and keyframes from
-    ``keyframes_source`` (node "k"); the tiny SDMatte."""
+    ``keyframes_source`` (node "k"), the tiny SDMatte -> Preview Any of the report."""
     return {
         "frames": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 4, "color": 0x336699}},
         "model": {"class_type": "PromptMatteModelLoader",
@@ -100,6 +100,7 @@ def keyframe_graph(keyframes_source: dict) -> dict:
                   "inputs": {"model": ["model", 0], "frames": ["frames", 0], "keyframes": ["k", 0], "prompt_frame": 0,
                              "transparent": False, "resolution": 64, "resize": "stretch (as the authors)",
                              "focus": "whole image", "margin": 0.1, "caption": "", "motion_margin": 0.05}},
+        "show": {"class_type": "PreviewAny", "inputs": {"source": ["video", 1]}},
     }
 
 
@@ -112,7 +113,7 @@ def test_keyframes_reach_the_node_through_the_server(comfy_client, comfy_base_di
 
     chain = keyframe_graph({"class_type": "PromptMatteKeyframe", "inputs": {"prompt": ["box", 0], "frame": 2}})
     result = comfy_client.run(chain, timeout=300)
-    report = result.outputs["video"]["promptmatte_report"][0]
+    report = result.outputs["show"]["text"][0]
     assert "frame 2 (keyframe)" in report and "4 frames, followed as a box" in report, report
     wrong = keyframe_graph({"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 64}})
     with pytest.raises(ExecutionFailed) as caught:
@@ -120,4 +121,5 @@ def test_keyframes_reach_the_node_through_the_server(comfy_client, comfy_base_di
     message = caught.value.exception_message
     assert "1 masks of 64×64 but the clip is 4 frames of 64×64" in message and "one mask per frame" in message
     assert "Traceback" not in message
-    assert comfy_client.run(chain, timeout=300).outputs["video"]["promptmatte_report"]  # still up
+    chain["box"]["inputs"]["x2"] = 40  # another prompt: not served from the cache
+    assert "frame 2 (keyframe)" in comfy_client.run(chain, timeout=300).outputs["show"]["text"][0]  # still up
