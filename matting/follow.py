@@ -25,8 +25,8 @@ Automatic families matte every frame on their own; their cuts and empty frames a
 Streaming: one frame goes to the model at a time; the driver keeps the output alphas, its
 neighbour's alpha and a histogram, so memory is the frames + the alphas + one model pass whatever
 the clip's length. ``done`` (frames already matted, e.g. by an interrupted run) are not matted
-again: their stored alphas are replayed through the same rules, so a resumed run ends exactly as
-an uninterrupted one.
+again: their stored alphas are replayed through the same rules, so a resumed run ends with the
+alphas of an uninterrupted one (a discarded jump replays as a loss in the report).
 """
 
 from __future__ import annotations
