@@ -2,8 +2,9 @@
 
 Prompts (clicks, box, mask, trimap, automatic) in image pixels, their rendering
 to SDMatte's prompt maps and coordinates, prompts made from an alpha, the resize /
-crop / batch pipeline around a matting model (its video driver: ``matting.follow``), foreground estimation, trimap morphology, and quality
-metrics with the ``evaluate`` / ``benchmark`` commands.
+crop / batch pipeline around a matting model and its video driver (``follow``),
+foreground estimation, trimap morphology, and quality metrics with the
+``evaluate`` / ``benchmark`` commands.
 
 Names are imported from their modules on first use, so ``python -m
 <pack>.matting.evaluate`` (numpy and scipy only) does not pay for torch.
