@@ -133,6 +133,26 @@ def test_a_jump_to_another_object_is_discarded(core):
 # ----------------------------------------------------------------------------- the node, with the double
 
 
+def test_the_video_nodes_are_registered_with_matting_options_and_tooltips(c):
+    matting = c["PromptMatteApply"].GET_NODE_INFO_V1()
+    for node_id in ("PromptMatteVideo", "PromptMatteKeyframe"):
+        info = c[node_id].GET_NODE_INFO_V1()
+        assert info["category"] == matting["category"]
+        for section in ("required", "optional"):
+            for name, spec in info["input"].get(section, {}).items():
+                assert spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
+        assert all(info["output_tooltips"])
+    video = c["PromptMatteVideo"].GET_NODE_INFO_V1()
+    assert video["display_name"] == "Matting (video)" and video["output_name"] == ["alpha", "report"]
+    names = lambda info: [n for s in ("required", "optional") for n in info["input"].get(s, {})]  # noqa: E731
+    shared = [n for n in names(matting) if n not in ("image", "merge_objects")]  # one subject per clip
+    assert [n for n in names(video) if n in shared] == shared  # same names, same order
+    for name in ("transparent", "resolution", "resize", "focus", "margin", "caption"):
+        group = "optional" if name == "caption" else "required"
+        assert video["input"][group][name][0] == matting["input"][group][name][0]
+        assert video["input"][group][name][1].get("default") == matting["input"][group][name][1].get("default")
+
+
 @pytest.mark.parametrize("kind", ["point", "box", "mask", "trimap"])
 def test_the_double_follows_the_subject_through_motion_and_stops_at_the_cut(c, clip, kind):
     model = double_model()
