@@ -30,9 +30,11 @@ This node turns the state into
   (empty list when no box is drawn),
 
 all three in pixels of the image this node receives, so SAM nodes and others can use the
-same clicks, and ``frame``: the frame index the clicks belong to. It sends its input image back to the UI (a PNG in the temp folder, key
-``promptmatte_image``, with its real size in ``promptmatte_size``) so the editor can show
-the image it received after a run when it is not fed by a Load Image node.
+same clicks, and ``frame``: the frame index the clicks belong to. It sends its input image (the
+chosen frame of a batch) back to the UI (a PNG in the temp folder, key ``promptmatte_image``, with
+its real size in ``promptmatte_size``) so the editor can show the image it received after a run
+when it is not fed by a Load Image node; for a batch also small JPEGs of every frame
+(``promptmatte_frames``) for the frame chooser.
 """
 
 from __future__ import annotations

@@ -64,8 +64,8 @@ def collect_anchors(prompt, prompt_frame: int, keyframes, n_frames: int, size) -
         masks = keyframes if keyframes.dim() == 3 else keyframes[None]
         if masks.shape[0] != n_frames or tuple(masks.shape[1:]) != tuple(size):
             raise PromptError(
-                f"the keyframes mask batch is {masks.shape[0]} masks of {masks.shape[2]}×{masks.shape[1]} but the clip "
-                f"is {n_frames} frames of {size[1]}×{size[0]}; give one mask per frame at the frames' size "
+                f"the keyframes mask batch is {masks.shape[0]} masks of {masks.shape[2]}×{masks.shape[1]} but the "
+                f"clip is {n_frames} frames of {size[1]}×{size[0]}; give one mask per frame at the frames' size "
                 "(all zero where a frame has no prompt)")
         for t in range(n_frames):
             if bool((masks[t] > 0.5).any()):

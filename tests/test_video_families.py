@@ -52,7 +52,8 @@ def prompt_of(c, kind, truth):
     mask = (truth[None] > 0.5).float()
     ys, xs = torch.nonzero(mask[0], as_tuple=True)
     if kind == "point":
-        return c.outputs("PromptMattePoints", points=f'[{{"x": {int(xs.float().mean())}, "y": {int(ys.float().mean())}}}]')[0]
+        x, y = int(xs.float().mean()), int(ys.float().mean())
+        return c.outputs("PromptMattePoints", points=f'[{{"x": {x}, "y": {y}}}]')[0]
     if kind == "box":
         return c.outputs("PromptMatteBox", x1=int(xs.min()), y1=int(ys.min()), x2=int(xs.max()) + 1,
                          y2=int(ys.max()) + 1)[0]

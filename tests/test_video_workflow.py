@@ -91,7 +91,8 @@ def keyframe_graph(keyframes_source: dict) -> dict:
     """EmptyImage (a 4-frame batch) -> Matting (video) with no prompt and keyframes from
     ``keyframes_source`` (node "k"), the tiny SDMatte -> Preview Any of the report."""
     return {
-        "frames": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 4, "color": 0x336699}},
+        "frames": {"class_type": "EmptyImage",
+                   "inputs": {"width": 64, "height": 64, "batch_size": 4, "color": 0x336699}},
         "model": {"class_type": "PromptMatteModelLoader",
                   "inputs": {"ckpt_name": "sdmatte_tiny.safetensors", "precision": "auto"}},
         "box": {"class_type": "PromptMatteBox", "inputs": {"x1": 16, "y1": 16, "x2": 48, "y2": 48}},
