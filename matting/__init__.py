@@ -1,9 +1,10 @@
 """PromptMatte's matting core: plain torch / numpy, no ComfyUI.
 
 Prompts (clicks, box, mask, trimap, automatic) in image pixels, their rendering
-to SDMatte's prompt maps and coordinates, the resize / crop / batch pipeline
-around a matting model, foreground estimation, trimap morphology, and quality
-metrics with the ``evaluate`` / ``benchmark`` commands.
+to SDMatte's prompt maps and coordinates, prompts made from an alpha, the resize /
+crop / batch pipeline around a matting model and its video driver (``follow``),
+foreground estimation, trimap morphology, and quality metrics with the
+``evaluate`` / ``benchmark`` commands.
 
 Names are imported from their modules on first use, so ``python -m
 <pack>.matting.evaluate`` (numpy and scipy only) does not pay for torch.
@@ -19,6 +20,7 @@ _HOMES = {
     "matte": "pipeline",
     "Prompt": "prompt",
     "parse_points_json": "prompt",
+    "prompt_from_alpha": "alpha_prompt",
     "validate_for_image": "prompt",
     "model_kind": "render",
     "render_prompt": "render",

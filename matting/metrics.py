@@ -413,12 +413,54 @@ def error_map(pred, gt) -> np.ndarray:
     return np.abs(p - t) / np.float32(255.0)
 
 
+def _columns(rows) -> tuple:
+    """The authors' five metrics, and dtSSD when every row has it (a clip's frames)."""
+    return METRIC_NAMES + (("dtSSD",) if rows and all("dtSSD" in r for r in rows) else ())
+
+
 def mean_metrics(rows: Iterable[Mapping[str, float]]) -> dict:
-    """The set's numbers: the mean of each metric over the per-image numbers."""
+    """The set's numbers: the mean of each metric over the per-image numbers (dtSSD too when every
+    row has it: the clip's dtSSD, as Robust Video Matting averages it, its first frame's 0 included)."""
     rows = list(rows)
     if not rows:
         raise MetricsError("no images were measured; nothing to average")
-    return {k: float(np.mean([float(r[k]) for r in rows])) for k in METRIC_NAMES}
+    return {k: float(np.mean([float(r[k]) for r in rows])) for k in _columns(rows)}
+
+
+DTSSD_SCALE = 100.0
+
+
+def dtssd(pred_frames, true_frames) -> list:
+    """dtSSD of each frame of a clip, as Robust Video Matting's evaluation computes it
+    (``evaluation/evaluate_lr.py``, ``MetricDTSSD``; after Erofeev et al., "Perceptually motivated
+    benchmark for video matting", 2015): frame 0 scores 0, and frame t
+
+        100 · sqrt( sum( ((p_t − p_{t−1}) − (g_t − g_{t−1}))² ) / number of pixels )
+
+    with p and g the prediction and the truth as 8-bit grey levels / 255 in float32 (RVM reads both
+    PNGs with ``cv2.imread(..., IMREAD_GRAYSCALE) / 255``). The clip's dtSSD is the mean of these
+    numbers over all its frames, frame 0's 0 included (RVM's ``AVERAGE`` over its frames).
+    ``pred_frames`` / ``true_frames``: sequences of grey levels 0..255 (:func:`grey_levels`), or
+    arrays (N, H, W) of them; every frame the same size.
+    """
+    scale = np.float32(255.0)
+    out, previous = [], None
+    for i, (p, g) in enumerate(zip(pred_frames, true_frames)):
+        p = _levels(p, f"prediction of frame {i}") / scale
+        g = _levels(g, f"ground truth of frame {i}") / scale
+        if p.shape != g.shape:
+            raise MetricsError(f"frame {i}: the prediction is {p.shape[1]}×{p.shape[0]} and the ground truth "
+                               f"{g.shape[1]}×{g.shape[0]}; resize the prediction first (resize_bilinear)")
+        if previous is None:
+            out.append(0.0)
+        else:
+            if p.shape != previous[0].shape:
+                raise MetricsError(f"frame {i} is {p.shape[1]}×{p.shape[0]} but frame {i - 1} is "
+                                   f"{previous[0].shape[1]}×{previous[0].shape[0]}; a clip's frames share one size")
+            d = (p - previous[0]) - (g - previous[1])  # float32, as RVM's numpy arithmetic
+            out.append(float(np.sqrt(np.sum((d * d).astype(np.float64)) / d.size)) * DTSSD_SCALE)
+        previous = (p, g)
+    return out
 
 
 def format_line(name: str, values: Mapping[str, float], digits: int = 2) -> str:
@@ -428,14 +470,16 @@ def format_line(name: str, values: Mapping[str, float], digits: int = 2) -> str:
 
 
 def format_table(names: Sequence[str], rows: Sequence[Mapping[str, float]], digits: int = 2) -> str:
-    """A fixed-width table: one line per image and the mean, metric columns in the authors' order."""
+    """A fixed-width table: one line per image and the mean, metric columns in the authors' order
+    (and dtSSD last when every row has it)."""
     if len(names) != len(rows):
         raise MetricsError(f"{len(names)} names for {len(rows)} rows of metrics")
     mean = mean_metrics(rows)
+    columns = _columns(list(rows))
     width = max([len("image"), len("mean")] + [len(str(n)) for n in names])
-    cells = [[f"{float(r[k]):.{digits}f}" for k in METRIC_NAMES] for r in list(rows) + [mean]]
-    col = [max(len(k), *(len(c[j]) for c in cells)) for j, k in enumerate(METRIC_NAMES)]
-    head = "image".ljust(width) + "  " + "  ".join(k.rjust(col[j]) for j, k in enumerate(METRIC_NAMES))
+    cells = [[f"{float(r[k]):.{digits}f}" for k in columns] for r in list(rows) + [mean]]
+    col = [max(len(k), *(len(c[j]) for c in cells)) for j, k in enumerate(columns)]
+    head = "image".ljust(width) + "  " + "  ".join(k.rjust(col[j]) for j, k in enumerate(columns))
     lines = [head]
     for name, c in zip(list(names) + ["mean"], cells):
         lines.append(str(name).ljust(width) + "  " + "  ".join(c[j].rjust(col[j]) for j in range(len(col))))
@@ -494,6 +538,8 @@ def measure_masks(alpha, ground_truth, trimap=None):
     an alpha of another size is resized to its ground truth. N alphas pair with N ground truths;
     one of either pairs with every one of the other. ``trimap``: one for all pairs or one per
     pair, 0 / 0.5 / 1 (0.5 → grey level 128, unknown: only those pixels are measured).
+    N > 1 alphas paired with N ground truths are taken as a clip's frames in order: each row also has
+    its frame's ``dtSSD`` (:func:`dtssd`, over the whole frame, the trimap aside).
     Returns (rows: list of metric dicts, error maps (N, H, W, 3) float32 colours, see :func:`heat_map`).
     """
     a = _as_batch(alpha, "alpha")
@@ -513,7 +559,8 @@ def measure_masks(alpha, ground_truth, trimap=None):
                 f"batch mismatch: {t.shape[0]} trimaps for {n} images measured; give one trimap for all, "
                 "or one per image"
             )
-    rows, maps = [], []
+    clip = na == ng and n > 1  # frames paired one to one: measured as a clip too (dtSSD)
+    rows, maps, previous = [], [], None
     for i in range(n):
         where = f"image {i + 1}: " if n > 1 else ""
         try:
@@ -524,6 +571,13 @@ def measure_masks(alpha, ground_truth, trimap=None):
                 region = unknown_region(grey_levels(t[i if t.shape[0] > 1 else 0], "trimap"), gt.shape)
             p = pred if pred.shape == gt.shape else resize_bilinear(pred, gt.shape)
             rows.append(_metrics(p, gt, region))
+            if clip:
+                if previous is not None and previous[1].shape != gt.shape:
+                    raise MetricsError(f"the ground truth is {gt.shape[1]}×{gt.shape[0]} here but "
+                                       f"{previous[1].shape[1]}×{previous[1].shape[0]} on the frame before; "
+                                       "a clip's frames share one size")
+                rows[-1]["dtSSD"] = dtssd([previous[0], p], [previous[1], gt])[1] if previous else 0.0
+                previous = (p, gt)
             maps.append(heat_map(np.abs(p - gt) / np.float32(255.0), region))
         except MetricsError as e:
             raise MetricsError(f"{where}{e}") from None
@@ -532,6 +586,7 @@ def measure_masks(alpha, ground_truth, trimap=None):
 
 __all__ = [
     "METRIC_NAMES",
+    "dtssd",
     "heat_map",
     "measure_masks",
     "MetricsError",

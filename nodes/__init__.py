@@ -12,6 +12,7 @@ from .composite import PromptMatteComposite
 from .metrics import PromptMatteMetrics
 from .model_node import PromptMatteModelLoader
 from .prompts import PromptMatteBox, PromptMatteMask, PromptMattePoints, PromptMatteTrimap
+from .video import PromptMatteKeyframe, PromptMatteVideo
 
 model_files.register_model_folder()
 
@@ -24,6 +25,8 @@ NODES: list[type[io.ComfyNode]] = [
     PromptMatteApply,
     PromptMatteComposite,
     PromptMatteMetrics,
+    PromptMatteVideo,
+    PromptMatteKeyframe,
 ]
 
 # The interactive editor node is written separately; add it when its module is there (an error

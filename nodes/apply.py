@@ -105,6 +105,42 @@ class SemanticClasses:
         return class_preview(self.classes, self.images[self.source].permute(0, 3, 1, 2).float().clamp(0, 1))
 
 
+def model_call(net, caption):
+    """The pipeline's ``model_fn`` for the network: the network casts to its own dtypes."""
+    text = caption or ""
+
+    def model_fn(im, prompt_map, coords, kind, trans):
+        with torch.inference_mode():
+            return net(im, prompt_map, coords, kind, trans, caption=text).float()
+
+    return model_fn
+
+
+def check_alpha(alpha: torch.Tensor) -> torch.Tensor:
+    if torch.isnan(alpha).any():
+        raise PromptError("the model produced NaN alpha values (a numeric overflow); load the model "
+                          "with precision fp32 or bf16")
+    return alpha
+
+
+def frame_matter(patcher, height: int, width: int, *, transparent, resolution, resize, focus, margin, caption):
+    """``matte_frame(frame (1, H, W, 3), prompt) -> alpha (H, W)``: Matting's run path one frame at a
+    time (video), with the model made resident once for one frame's working set."""
+    net = network(patcher)
+    at_input_size = bool(getattr(net, "works_at_input_size", False))
+    work = (height, width) if at_input_size else (resolution, resolution)
+    make_resident(patcher, _memory_bytes(net, 1, *work))
+    model_fn = model_call(net, caption)
+
+    def matte_frame(frame, prompt):
+        alpha = matte(model_fn, frame.to(mm.intermediate_device()), [prompt], resolution=resolution,
+                      resize=resize, focus=focus, margin=margin, transparent=transparent,
+                      at_input_size=at_input_size)
+        return check_alpha(alpha[0]).to(mm.intermediate_device())
+
+    return matte_frame
+
+
 def run_matting(patcher, image, prompts, *, transparent, resolution, resize, focus, margin,
                 caption, merge_objects, side: list | None = None) -> torch.Tensor:
     """Alpha (N, H, W); ``side``, when given a list, receives the ``SemanticClasses`` of the run."""
@@ -127,12 +163,7 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
     while chunk > 1 and _memory_bytes(net, chunk, height, width) > free:
         chunk //= 2  # long batches run in chunks that fit in what is free now
 
-    text = caption or ""
-
-    def model_fn(im, prompt_map, coords, kind, trans):  # the network casts to its own dtypes
-        with torch.inference_mode():
-            return net(im, prompt_map, coords, kind, trans, caption=text).float()
-
+    model_fn = model_call(net, caption)
     bar = comfy.utils.ProgressBar(n_items)
 
     def on_item(done, total):
@@ -149,10 +180,7 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
                   on_chunk=semantic.collect)
     if side is not None:
         side.append(semantic)
-    if torch.isnan(alpha).any():
-        raise PromptError("the model produced NaN alpha values (a numeric overflow); load the model "
-                          "with precision fp32 or bf16")
-    return alpha.to(mm.intermediate_device())
+    return check_alpha(alpha).to(mm.intermediate_device())
 
 
 def alpha_preview(alpha: torch.Tensor) -> dict:

@@ -5,9 +5,12 @@ the node and keeps what the user clicked in the hidden ``editor_state`` widget, 
 in IMAGE PIXELS of the image the clicks were made on, with that image's size:
 
     {"points": [{"x": 120, "y": 88}, ...], "box": [x1, y1, x2, y2] | null,
-     "width": 320, "height": 240}
+     "width": 320, "height": 240, "frame": 0}
 
-so the clicks survive saving, loading, copy-paste and resizing the node. Points are pixel
+so the clicks survive saving, loading, copy-paste and resizing the node. ``frame`` (optional,
+0 when absent) is the frame of an image batch (a video's frames) the clicks were made on: the
+editor shows a frame chooser once it has received a batch, and the ``frame`` output gives the
+index to Matting (video)'s ``prompt_frame``. Points are pixel
 indices, the box is end-exclusive. A state without ``width``/``height`` (saved before they
 were recorded) is in the pixels of the image this node receives, as it always was.
 
@@ -27,9 +30,11 @@ This node turns the state into
   (empty list when no box is drawn),
 
 all three in pixels of the image this node receives, so SAM nodes and others can use the
-same clicks. It sends its input image back to the UI (a PNG in the temp folder, key
-``promptmatte_image``, with its real size in ``promptmatte_size``) so the editor can show
-the image it received after a run when it is not fed by a Load Image node.
+same clicks, and ``frame``: the frame index the clicks belong to. It sends its input image (the
+chosen frame of a batch) back to the UI (a PNG in the temp folder, key ``promptmatte_image``, with
+its real size in ``promptmatte_size``) so the editor can show the image it received after a run
+when it is not fed by a Load Image node; for a batch also small JPEGs of every frame
+(``promptmatte_frames``) for the frame chooser.
 """
 
 from __future__ import annotations
@@ -75,6 +80,7 @@ class EditorState(NamedTuple):
     points: list  # [(x, y)] pixels of the image clicked on
     box: tuple | None  # (x1, y1, x2, y2), end-exclusive, or None
     size: tuple | None  # (width, height) of the image clicked on; None for states saved without it
+    frame: int = 0  # the frame of a batch the clicks were made on
 
 
 def _clear_hint() -> str:
@@ -146,7 +152,13 @@ def parse_editor_state(text) -> EditorState:
             f"for the image clicked on; {_clear_hint()}"
         )
     size = (_side(data, "width"), _side(data, "height")) if has_w else None
-    return EditorState(points, box, size)
+    frame = data.get("frame", 0)
+    if frame is None:
+        frame = 0
+    if isinstance(frame, bool) or not isinstance(frame, (int, float)) or frame != int(frame) or frame < 0:
+        raise PromptError(f'Matte Prompt Editor: its stored state has "frame": {json.dumps(frame)}; the frame '
+                          "chosen must be a whole number, 0 or more; choose a frame in the editor again")
+    return EditorState(points, box, size, int(frame))
 
 
 def aspect_matches(clicked_size, received_size, tolerance: float = RESIZE_ROUNDING_PX) -> bool:
@@ -234,6 +246,28 @@ def _json_number(v: float):
     return int(v) if float(v).is_integer() else round(float(v), 3)
 
 
+FRAME_PREVIEW_SIDE = 384  # longer side of the frame chooser's pictures (display only)
+
+
+def _save_frames(image: torch.Tensor) -> dict:
+    """Small JPEGs of every frame of a batch in one temp folder, for the editor's frame chooser:
+    {"subfolder", "type", "files", "count"}."""
+    folder = "promptmatte_frames_" + "".join(random.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(8))
+    full = os.path.join(folder_paths.get_temp_directory(), folder)
+    os.makedirs(full, exist_ok=True)
+    files = []
+    for i in range(int(image.shape[0])):
+        arr = np.clip(image[i, ..., :3].detach().cpu().float().numpy() * 255.0, 0, 255).astype(np.uint8)
+        pil = PILImage.fromarray(np.repeat(arr, 3, axis=-1) if arr.shape[-1] == 1 else arr)
+        scale = min(1.0, FRAME_PREVIEW_SIDE / max(pil.size))
+        if scale < 1.0:
+            pil = pil.resize((max(1, round(pil.width * scale)), max(1, round(pil.height * scale))), PILImage.BILINEAR)
+        name = f"{i:05}.jpg"
+        pil.save(os.path.join(full, name), quality=80)
+        files.append(name)
+    return {"subfolder": folder, "type": "temp", "files": files, "count": len(files)}
+
+
 def _save_preview(image: torch.Tensor) -> dict:
     """First image of the batch as a PNG in the temp folder; returns its /view reference."""
     arr = np.clip(image[0].detach().cpu().float().numpy() * 255.0, 0, 255).astype(np.uint8)
@@ -270,7 +304,9 @@ class PromptMatteEditor(io.ComfyNode):
                 "when one is drawn, else the points; with no clicks it mattes automatically."
             ),
             inputs=[
-                io.Image.Input("image", tooltip="The image to click on (the first image of a batch is shown)."),
+                io.Image.Input("image", tooltip="The image to click on. A batch (a video's frames): after a run "
+                                                "the editor shows a frame chooser; the clicks belong to the "
+                                                "frame chosen (the first before that)."),
                 io.String.Input(
                     "editor_state",
                     default=DEFAULT_STATE,
@@ -278,8 +314,8 @@ class PromptMatteEditor(io.ComfyNode):
                     socketless=True,
                     tooltip=(
                         'Set by the editor: {"points": [{"x", "y"}], "box": [x1, y1, x2, y2] | null, '
-                        '"width": W, "height": H} in pixels of the W×H image clicked on (scaled to the '
-                        "image that arrives)."
+                        '"width": W, "height": H, "frame": k} in pixels of the W×H image clicked on (scaled '
+                        "to the image that arrives), k the frame of a batch they were made on."
                     ),
                 ),
             ],
@@ -299,6 +335,9 @@ class PromptMatteEditor(io.ComfyNode):
                         "this node receives, empty without a box."
                     ),
                 ),
+                io.Int.Output(display_name="frame",
+                              tooltip="The frame of the batch the clicks were made on (0 = first): connect it to "
+                                      "Matting (video)'s prompt_frame."),
             ],
         )
 
@@ -307,7 +346,12 @@ class PromptMatteEditor(io.ComfyNode):
         if image is None or image.dim() != 4 or image.shape[0] < 1:
             raise PromptError("Matte Prompt Editor: the image input is empty")
         height, width = int(image.shape[1]), int(image.shape[2])
-        points, box, clicked = parse_editor_state(editor_state)
+        points, box, clicked, frame = parse_editor_state(editor_state)
+        n_frames = int(image.shape[0])
+        if frame >= n_frames:
+            raise PromptError(f"Matte Prompt Editor: the clicks were made on frame {frame}, but the batch that "
+                              f"arrived has {n_frames} frame{'s' if n_frames > 1 else ''} (0 to {n_frames - 1}); "
+                              "choose a frame in the editor's frame chooser and click again")
         if clicked is None or not (points or box is not None):
             clicked = (width, height)  # saved without a size: pixels of the image that arrives
         check_clicked_size(clicked, (width, height))
@@ -319,7 +363,9 @@ class PromptMatteEditor(io.ComfyNode):
         points_json = json.dumps([{"x": _json_number(x), "y": _json_number(y)} for x, y in points])
         bbox = [tuple(_json_number(v) for v in box)] if box is not None else []
         ui = {
-            "promptmatte_image": [_save_preview(image)],
+            "promptmatte_image": [_save_preview(image[frame:frame + 1])],
             "promptmatte_size": [[width, height]],
         }
-        return io.NodeOutput([prompt], points_json, bbox, ui=ui)
+        if n_frames > 1:
+            ui["promptmatte_frames"] = [_save_frames(image)]
+        return io.NodeOutput([prompt], points_json, bbox, frame, ui=ui)

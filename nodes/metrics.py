@@ -14,6 +14,9 @@ def metrics_table(rows, trimap_given: bool) -> str:
 
     where = "unknown region of the trimap (grey 128)" if trimap_given else "whole image"
     head = f"Matting metrics over the {where}; MSE and MAD x1000, SAD, Grad and Conn /1000"
+    if rows and "dtSSD" in rows[0]:
+        head += ("; dtSSD x100 over the whole frame, from the frame before (Robust Video Matting's "
+                 "temporal coherence; the mean is the clip's)")
     names = [str(i + 1) for i in range(len(rows))]
     return head + "\n" + format_table(names, rows)
 
@@ -42,7 +45,9 @@ class PromptMatteMetrics(io.ComfyNode):
             outputs=[
                 io.String.Output(display_name="table",
                                  tooltip="One line per image and their mean: MSE and MAD x1000, SAD, Grad and "
-                                         "Conn /1000 (the authors' units). Connect Preview Any to read it."),
+                                         "Conn /1000 (the authors' units). Batches of the same length are a "
+                                         "clip's frames: a dtSSD column (x100, temporal coherence as Robust "
+                                         "Video Matting measures it) is added. Connect Preview Any to read it."),
                 io.Image.Output(display_name="error_map",
                                 tooltip="|alpha - ground truth| per pixel as a heat map (black = equal, "
                                         "purple-red-yellow = larger, square-root scale), the ground truth's "

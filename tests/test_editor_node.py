@@ -66,8 +66,8 @@ def test_editor_node_is_registered(comfy_client):
     info = comfy_client.object_info("PromptMatteEditor")["PromptMatteEditor"]
     assert info["display_name"] == "Matte Prompt Editor"
     assert info["category"] == "matting/PromptMatte"
-    assert info["output"] == ["PROMPTMATTE_PROMPT", "STRING", "BBOX"]
-    assert info["output_name"] == ["prompt", "points", "bbox"]
+    assert info["output"] == ["PROMPTMATTE_PROMPT", "STRING", "BBOX", "INT"]  # frame: added after the first three
+    assert info["output_name"] == ["prompt", "points", "bbox", "frame"]
     assert info["input"]["required"]["image"][0] == "IMAGE"
     state = info["input"]["required"]["editor_state"]
     assert state[0] == "STRING" and state[1].get("socketless") is True

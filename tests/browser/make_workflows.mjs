@@ -606,6 +606,54 @@ WORKFLOWS.push(
   },
 );
 
+WORKFLOWS.push({
+  file: "11_video_matting.json",
+  nodes: [
+    { id: "load", type: "LoadVideo", pos: [0, 0], widgets: { file: "clip.mp4" } },
+    { id: "parts", type: "GetVideoComponents", pos: [0, 420] },
+    { id: "model", type: "PromptMatteModelLoader", pos: [0, 560], widgets: { ckpt_name: "SDMatte.safetensors" } },
+    { id: "editor", type: "PromptMatteEditor", pos: [COL, 0], size: [420, 560] },
+    { id: "video", type: "PromptMatteVideo", pos: [COL + 450, 0] },
+    {
+      id: "comp",
+      type: "PromptMatteComposite",
+      pos: [COL + 780, 0],
+      widgets: { background: "color", color: "#00ff00" },
+    },
+    { id: "create", type: "CreateVideo", pos: [COL + 780, 300] },
+    { id: "save", type: "SaveVideo", pos: [COL + 1110, 0], size: [360, 420], widgets: { filename_prefix: "video/PromptMatte" } },
+  ],
+  links: [
+    ["load", "VIDEO", "parts", "video"],
+    ["parts", "images", "editor", "image"],
+    ["parts", "images", "video", "frames"],
+    ["model", "model", "video", "model"],
+    ["editor", "prompt", "video", "prompt"],
+    ["editor", "frame", "video", "prompt_frame"],
+    ["parts", "images", "comp", "image"],
+    ["video", "alpha", "comp", "alpha"],
+    ["comp", "image", "create", "images"],
+    ["parts", "fps", "create", "fps"],
+    ["parts", "audio", "create", "audio"],
+    ["create", "VIDEO", "save", "video"],
+  ],
+  note: {
+    pos: [0, 760],
+    size: [760, 300],
+    text: weightsNote([
+      "Video matting: Load Video → Get Video Components → Matte Prompt Editor / Matting (video) → Matte Composite",
+      "(over green) → Create Video (the clip's own fps and audio) → Save Video. Matting (video)'s 'report' output",
+      "says which frames were matted and where the subject was lost: connect core Preview Any to read it.",
+      "",
+      "Run once: the editor then shows the frames with a frame chooser. Pick the frame where the subject is",
+      "clear, click on it (or drag a box) and run again: Matting (video) follows the subject from that frame",
+      "forwards and backwards. A scene cut or the subject leaving the frame stops the following (the report",
+      "says where); add keyframes (Matte Keyframe nodes, or a SAM 2 mask batch) on frames after it.",
+      "Raise motion_margin for fast motion. Any family works: MAM, SEMat, SIM (a trimap) or AIM (automatic).",
+    ]),
+  },
+});
+
 async function build(page, wf) {
   return await page.evaluate((wf) => {
     const { app, LiteGraph } = window;

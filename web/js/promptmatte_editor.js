@@ -22,14 +22,21 @@
 // stretched in orange with a warning, because the server refuses them. Any edit rewrites
 // the whole state in the pixels of the image shown (what you see is what is stored).
 //
-// After a downstream "Matting" (PromptMatteApply) node runs, the alpha it returns
-// in its UI output (`promptmatte_alpha`, falling back to `images`) is shown as a tinted overlay.
+// After a downstream "Matting" (PromptMatteApply) or "Matting (video)" node runs, the alpha it
+// returns in its UI output (`promptmatte_alpha`, falling back to `images`) is shown as a tinted
+// overlay.
+//
+// A batch of frames (a video): after a run the node's UI output `promptmatte_frames` lists a
+// small picture of every frame; a frame chooser (slider) appears under the image, and the frame
+// chosen is stored in the state as `frame` with the clicks (the node's `frame` output, for
+// Matting (video)'s prompt_frame). Choosing another frame keeps the clicks (move them onto the
+// subject there); the chosen frame's picture is shown at the frames' real size for clicking.
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const EDITOR_TYPE = "PromptMatteEditor";
-const APPLY_TYPES = new Set(["PromptMatteApply"]);
+const APPLY_TYPES = new Set(["PromptMatteApply", "PromptMatteVideo"]);
 const LOAD_IMAGE_TYPES = new Set(["LoadImage", "LoadImageOutput"]);
 const STATE_WIDGET = "editor_state";
 const CANVAS_WIDGET = "promptmatte_canvas";
@@ -71,7 +78,8 @@ export function parseState(text) {
   let width = side(data.width);
   let height = side(data.height);
   if (width == null || height == null) width = height = null;
-  return { points, box, width, height };
+  const frame = Number.isInteger(data.frame) && data.frame >= 0 ? data.frame : 0;
+  return { points, box, width, height, frame };
 }
 
 // The state as stored: width/height (the size of the image clicked on) only with clicks.
@@ -84,6 +92,7 @@ export function serializeState(state) {
     out.width = state.width;
     out.height = state.height;
   }
+  if (state.frame) out.frame = state.frame; // frame 0 (the default) is not written
   return JSON.stringify(out);
 }
 
@@ -318,11 +327,40 @@ class MatteEditor {
     status.className = "promptmatte-status";
     Object.assign(status.style, { overflow: "hidden", textOverflow: "ellipsis", flex: "1 1 auto" });
 
+    // The frame chooser: shown once the node has received a batch of frames.
+    const frameBar = document.createElement("div");
+    frameBar.className = "promptmatte-framebar";
+    Object.assign(frameBar.style, {
+      display: "none",
+      alignItems: "center",
+      gap: "6px",
+      flex: "0 0 auto",
+      fontSize: "11px",
+      color: "var(--descrip-text, #aaa)",
+      fontFamily: "sans-serif",
+    });
+    const frameSlider = document.createElement("input");
+    frameSlider.type = "range";
+    frameSlider.className = "promptmatte-frame";
+    frameSlider.min = "0";
+    frameSlider.step = "1";
+    frameSlider.title = "The frame to click on: the clicks are stored with it (the node's frame output)";
+    Object.assign(frameSlider.style, { flex: "1 1 auto", margin: "0" });
+    const frameLabel = document.createElement("span");
+    frameLabel.className = "promptmatte-frame-label";
+    frameSlider.addEventListener("input", () => this.chooseFrame(Number(frameSlider.value)));
+    for (const ev of ["pointerdown", "mousedown"]) frameSlider.addEventListener(ev, (e) => e.stopPropagation());
+    frameBar.append(frameLabel, frameSlider);
+
     bar.append(clear, overlayLabel, status);
-    root.append(canvas, bar);
+    root.append(canvas, frameBar, bar);
     this.root = root;
     this.canvas = canvas;
     this.status = status;
+    this.frameBar = frameBar;
+    this.frameSlider = frameSlider;
+    this.frameLabel = frameLabel;
+    this.frames = null; // {subfolder, type, files, count} of the last batch received
 
     this.widget = node.addDOMWidget(CANVAS_WIDGET, "promptmatte_canvas", root, {
       serialize: false,
@@ -367,7 +405,8 @@ class MatteEditor {
     const w = this.stateWidget;
     if (!w) return;
     const [width, height] = this.imageSize ?? [null, null];
-    const text = serializeState({ points: state.points, box: state.box, width, height });
+    const frame = state.frame ?? this.getState().frame;
+    const text = serializeState({ points: state.points, box: state.box, width, height, frame });
     if (w.value !== text) {
       w.value = text;
       w.callback?.(text);
@@ -450,6 +489,7 @@ class MatteEditor {
     if (!ref) return;
     const raw = output?.promptmatte_size?.[0];
     const size = Array.isArray(raw) && raw.length === 2 ? [Number(raw[0]), Number(raw[1])] : null;
+    this.setFrames(output?.promptmatte_frames?.[0] ?? null);
     const up = this.upstreamSource();
     this.upstreamKey = up.key; // a rewiring not seen yet (node off screen) must not drop this image later
     if (
@@ -463,6 +503,33 @@ class MatteEditor {
     }
     const key = `run:${ref.type}/${ref.subfolder}/${ref.filename}`;
     this.showImage(viewURL(ref, true), size, key, false);
+  }
+
+  // The frames of the batch last received (or null: a single image): shows or hides the chooser.
+  setFrames(frames) {
+    this.frames = frames && frames.count > 1 ? frames : null;
+    this.root.dataset.frames = this.frames ? String(this.frames.count) : "0";
+    this.frameBar.style.display = this.frames ? "flex" : "none";
+    if (!this.frames) return;
+    const frame = Math.min(this.getState().frame, this.frames.count - 1);
+    this.frameSlider.max = String(this.frames.count - 1);
+    this.frameSlider.value = String(frame);
+    this.frameLabel.textContent = `frame ${frame} / ${this.frames.count - 1}`;
+    this.root.dataset.frame = String(frame);
+  }
+
+  // Show frame k of the batch and store it with the clicks (kept: move them onto the subject).
+  chooseFrame(k) {
+    if (!this.frames) return;
+    const frame = clamp(Math.round(k), 0, this.frames.count - 1);
+    this.frameSlider.value = String(frame);
+    this.frameLabel.textContent = `frame ${frame} / ${this.frames.count - 1}`;
+    this.root.dataset.frame = String(frame);
+    const view = this.viewState();
+    this.setState({ points: view.points, box: view.box, frame });
+    const ref = { filename: this.frames.files[frame], subfolder: this.frames.subfolder, type: this.frames.type };
+    // The picture is small; the size given is the frames' real size, so clicks stay in real pixels.
+    this.showImage(viewURL(ref, false), this.imageSize, `run:frame/${this.frames.subfolder}/${frame}`, false);
   }
 
   // A downstream matting node's UI output: its alpha becomes the overlay.
