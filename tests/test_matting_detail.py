@@ -97,22 +97,6 @@ def test_at_or_below_the_working_size_every_detail_option_is_bit_identical(M, si
     assert torch.equal(capped, off)
 
 
-@pytest.mark.golden
-def test_tiny_sdmatte_at_its_working_size_is_unchanged_by_guided(pack, M, golden_dir):
-    models = importlib.import_module(pack.__name__ + ".models")
-    net = models.load_matting_model(golden_dir / "sdmatte_tiny" / "model.safetensors")
-    generator = torch.Generator().manual_seed(5)
-    image = torch.rand(1, 96, 128, 3, generator=generator)
-    prompt = M["prompt"].Prompt.from_box(10, 10, 100, 80, source_size=(96, 128))
-
-    def model_fn(im, pm, co, kind, trans):
-        return net(im, pm, co, kind, trans).float()
-
-    off = M["pipeline"].matte(model_fn, image, prompt, resolution=128, detail="off")
-    guided = M["pipeline"].matte(model_fn, image, prompt, resolution=128, detail="guided")
-    assert torch.equal(off, guided)
-
-
 # ------------------------------------------------------------------------- guided and refined
 
 
