@@ -234,7 +234,7 @@ def family_run(family: str, checkpoint: str, height: int, width: int, detail_mod
     image = torch.from_numpy(image_u8)[None].float() / 255
     del image_u8
     kind = alpha_prompt.alpha_prompt_kind(net.prompt_kinds)
-    prompt = alpha_prompt.prompt_from_alpha(torch.from_numpy(truth), kind, margin=8)
+    prompt = alpha_prompt.prompt_from_alpha(torch.from_numpy(truth), kind)
     del truth
     at_input = bool(getattr(net, "works_at_input_size", False))
     detail_size = getattr(net, "detail_size", None) if detail_mode != "off" else None

@@ -36,7 +36,7 @@ def test_sim_at_full_size_too_large_is_refused_before_computing_with_what_fits(c
     image = torch.zeros(1, 4000, 6000, 3)
     trimap = torch.zeros(1, 4000, 6000)
     trimap[:, 1000:3000, 2000:4000] = 1.0
-    (prompt,) = c.outputs("PromptMatteTrimap", mask=trimap, erode=2, dilate=2)
+    prompt, _ = c.outputs("PromptMatteTrimap", mask=trimap, erode=2, dilate=2)
     with pytest.raises(ValueError) as caught:
         c.outputs("PromptMatteApply", model=patcher, image=image, prompt=prompt, transparent=False, resolution=1024,
                   resize="stretch (as the authors)", focus="whole image", margin=0.1, merge_objects=False,
