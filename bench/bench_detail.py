@@ -257,14 +257,14 @@ def family_run(family: str, checkpoint: str, height: int, width: int, detail_mod
     return {"seconds": seconds, "peak_rss": peak, "mean_alpha": float(alpha.mean())}
 
 
-def family_table(sizes, golden: Path) -> list[dict]:
+def family_table(sizes, golden: Path, modes=("off", "guided")) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         files = tiny_files(Path(scratch), golden)
         for height, width in sizes:
             cases_module().cached_scene(height, width)  # drawn once, outside the measured children
             for family in FAMILIES:
-                for mode in ("off", "guided"):
+                for mode in modes:
                     done = subprocess.run(
                         [sys.executable, __file__, "--child", family, str(files[family]), str(height), str(width), mode],
                         capture_output=True, text=True)
@@ -283,6 +283,7 @@ def main() -> None:
     parser.add_argument("--error-sizes", default="4000x3000,6000x4000")
     parser.add_argument("--skip-families", action="store_true")
     parser.add_argument("--skip-error", action="store_true")
+    parser.add_argument("--details", default="off,guided", help="detail options of the families' runs")
     parser.add_argument("--golden", type=Path, default=Path(os.environ.get("PROMPTMATTE_GOLDEN", REPO.parent / "shared" / "golden")))
     parser.add_argument("--child", nargs=5, metavar=("FAMILY", "CHECKPOINT", "HEIGHT", "WIDTH", "DETAIL"))
     args = parser.parse_args()
@@ -299,7 +300,7 @@ def main() -> None:
                   f"{r['guided'][0]:.1f} / {r['guided'][1]:.1f} | {r['refine'][0]:.1f} / {r['refine'][1]:.1f} | "
                   f"{r['refine tiles']} | {r['guided s']:.1f} | {r['refine s']:.1f} |")
     if not args.skip_families:
-        rows = family_table([parse_size(s) for s in args.sizes.split(",")], args.golden)
+        rows = family_table([parse_size(s) for s in args.sizes.split(",")], args.golden, args.details.split(","))
         print("\n| size | family | detail | peak RSS GB | s |")
         print("|---|---|---|---|---|")
         for r in rows:
