@@ -100,6 +100,28 @@ def test_at_or_below_the_working_size_every_detail_option_is_bit_identical(M, si
 # ------------------------------------------------------------------------- guided and refined
 
 
+def test_a_family_at_input_size_above_its_cap_gets_the_capped_image_and_a_guided_alpha(M):
+    generator = torch.Generator().manual_seed(4)
+    image = F.interpolate(torch.rand(1, 3, 9, 12, generator=generator), size=(600, 800), mode="bilinear",
+                          align_corners=False).permute(0, 2, 3, 1).contiguous()
+    seen = []
+
+    def family(im, pm, co, kind, trans):
+        seen.append(tuple(im.shape[-2:]))
+        return image_model(im, pm, co, kind, trans)
+
+    def cap(h, w):  # as a family's detail_size: the longer side at most 400
+        return (h, w) if max(h, w) <= 400 else (round(h * 400 / max(h, w)), round(w * 400 / max(h, w)))
+
+    off = M["pipeline"].matte(family, image, None, at_input_size=True, detail="off", detail_size=cap)
+    guided = M["pipeline"].matte(family, image, None, at_input_size=True, detail="guided", detail_size=cap)
+    assert seen == [(600, 800), (300, 400)]  # "off" is the authors' call, at the image's size
+    assert tuple(guided.shape) == (1, 600, 800) and not torch.equal(off, guided)
+    refined = M["pipeline"].matte(family, image, None, at_input_size=True, detail="refine", detail_size=cap)
+    assert seen[2] == (300, 400) and set(seen[3:]) == {(400, 400)}  # then full-resolution tiles of the cap's side
+    assert tuple(refined.shape) == (1, 600, 800) and not torch.equal(refined, guided)
+
+
 def _band_scores(bench, M, pred, truth):
     metrics = M["metrics"]
     truth8 = metrics.grey_levels(truth.numpy()).astype(np.float32) / 255

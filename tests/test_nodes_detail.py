@@ -72,3 +72,4 @@ def test_6000x4000_with_detail_guided_stays_within_8_gb(pack, golden_dir, tmp_pa
     result = measure_in_child(pack, CHILD, REPO / "bench" / "bench_detail.py", family, files[family], 4000, 6000,
                               timeout=900)
     assert 0 < result["peak_rss"] <= LIMIT, f"{family} peaked at {result['peak_rss'] / 1e9:.2f} GB"
+
