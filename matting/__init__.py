@@ -2,7 +2,8 @@
 
 Prompts (clicks, box, mask, trimap, automatic) in image pixels, their rendering
 to SDMatte's prompt maps and coordinates, the resize / crop / batch pipeline
-around a matting model, foreground estimation, trimap morphology, and quality
+around a matting model and its full-resolution detail driver, prompts made from
+an alpha (for drivers that prompt with one), foreground estimation, trimap morphology, and quality
 metrics with the ``evaluate`` / ``benchmark`` commands.
 
 Names are imported from their modules on first use, so ``python -m
@@ -15,6 +16,9 @@ import importlib
 
 _HOMES = {
     "PromptError": "errors",
+    "prompt_from_alpha": "alpha_prompt",
+    "alpha_prompt_kind": "alpha_prompt",
+    "DETAIL_MODES": "detail",
     "estimate_foreground": "foreground",
     "matte": "pipeline",
     "Prompt": "prompt",
