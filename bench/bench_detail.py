@@ -110,7 +110,7 @@ class StandIn:
         raise RuntimeError(f"the stand-in was called with an image of size {size} that is no tile")
 
 
-GEOMETRY = {  # family row -> (at input size, working size rule as the family's detail_size)
+GEOMETRY = {  # family row -> its working-size rule (as the families' detail_size; "sdmatte": the pipeline's)
     "SDMatte, SDMatte*, LiteSDMatte (1024x1024)": "sdmatte",
     "MAM, SEMat (longer side 1024)": "sam",
     "AIM (shorter side 1080)": "aim",
@@ -118,7 +118,7 @@ GEOMETRY = {  # family row -> (at input size, working size rule as the family's 
 }
 
 
-def detail_size_for(pm, rule):
+def detail_size_for(rule):
     mam = importlib.import_module(f"{PACK}.models.sam.transforms")
     aim = importlib.import_module(f"{PACK}.models.aim.hybrid")
     sim = importlib.import_module(f"{PACK}.models.sim.model")
@@ -150,7 +150,7 @@ def error_table(sizes) -> list[dict]:
     import torch
     import torch.nn.functional as F
 
-    pm = import_pack()
+    import_pack()
     matting = importlib.import_module(f"{PACK}.matting")
     pipeline = importlib.import_module(f"{PACK}.matting.pipeline")
     detail = importlib.import_module(f"{PACK}.matting.detail")
@@ -168,7 +168,7 @@ def error_table(sizes) -> list[dict]:
         grad_truth = metrics.gradient_magnitude(truth8)
         prompt = matting.Prompt.auto()
         for row, rule in GEOMETRY.items():
-            size_rule = detail_size_for(pm, rule)
+            size_rule = detail_size_for(rule)
             at_input = size_rule is not None
             tile = 1024 if not at_input else min(size_rule(1 << 16, 1 << 16))
             boxes = detail.tile_grid(height, width, tile, max(1, int(tile * detail.TILE_OVERLAP)))
@@ -214,9 +214,8 @@ def family_run(family: str, checkpoint: str, height: int, width: int, detail_mod
 
     import torch
 
-    pm = import_pack()
+    import_pack()
     models = importlib.import_module(f"{PACK}.models")
-    matting = importlib.import_module(f"{PACK}.matting")
     pipeline = importlib.import_module(f"{PACK}.matting.pipeline")
     alpha_prompt = importlib.import_module(f"{PACK}.matting.alpha_prompt")
     cases = cases_module()
