@@ -2,7 +2,8 @@
 
 Prompts (clicks, box, mask, trimap, automatic) in image pixels, their rendering
 to SDMatte's prompt maps and coordinates, prompts made from an alpha, the resize /
-crop / batch pipeline around a matting model and its video driver (``follow``),
+crop / batch pipeline around a matting model and its drivers (video following,
+``follow``; full-resolution detail, ``detail``), masks as other nodes emit them,
 foreground estimation, trimap morphology, and quality metrics with the
 ``evaluate`` / ``benchmark`` commands.
 
@@ -16,11 +17,13 @@ import importlib
 
 _HOMES = {
     "PromptError": "errors",
+    "prompt_from_alpha": "alpha_prompt",
+    "alpha_prompt_kind": "alpha_prompt",
+    "DETAIL_MODES": "detail",
     "estimate_foreground": "foreground",
     "matte": "pipeline",
     "Prompt": "prompt",
     "parse_points_json": "prompt",
-    "prompt_from_alpha": "alpha_prompt",
     "validate_for_image": "prompt",
     "model_kind": "render",
     "render_prompt": "render",

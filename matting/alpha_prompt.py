@@ -7,11 +7,17 @@ One rule per form, shared by every driver of the one-image pipeline:
   may have moved that far);
 * ``box``: the bounding box of the alpha above ``threshold``, grown by ``margin`` pixels on every
   side and clipped to the image;
-* ``trimap``: sure foreground where the alpha above ``threshold`` survives an erosion by
-  ``margin`` px; sure background outside the dilation by ``margin`` px of every pixel the alpha
-  touches at all (above ``SOFT_EDGE``, so the faint tips of hair stay in the unknown band);
-  unknown between;
+* ``trimap``: sure foreground where the alpha above ``sure_foreground`` (``threshold`` unless
+  given: the video follows the subject's body; the detail refinement passes 0.98 so every partly
+  transparent pixel of a low-resolution alpha stays unknown) survives an erosion by ``margin`` px;
+  sure background outside the dilation by ``margin`` px of every pixel the alpha touches at all
+  (above ``SOFT_EDGE``, so the faint tips of hair stay in the unknown band); unknown between;
 * ``auto``: no prompt.
+
+A family gets the first form it takes in the order mask, box, trimap, auto
+(:func:`alpha_prompt_kind`): a mask says most about the shape (SDMatte was trained with masks; MAM
+and SEMat use its bounding box), a box next, a trimap for the families that take nothing else
+(SIM), no prompt for automatic ones (AIM).
 
 Points are not a form an alpha is turned into: a few clicks say less than the mask they would
 come from, and every family that takes clicks takes a mask or a box too.
@@ -78,10 +84,30 @@ def grow_box(box, margin: float, height: int, width: int) -> tuple:
             min(float(height), y2 + margin))
 
 
-def prompt_from_alpha(alpha, form: str, margin: float, threshold: float = 0.5) -> Prompt | None:
+def alpha_prompt_kind(prompt_kinds) -> str:
+    """The form to make from an alpha for a family that takes ``prompt_kinds`` (see the module)."""
+    for form in FORMS:
+        if form in tuple(prompt_kinds):
+            return form
+    raise PromptError(
+        f"a family that takes only {', '.join(prompt_kinds) or 'nothing'} cannot be prompted with an alpha; "
+        f"it needs one of {', '.join(FORMS)}"
+    )
+
+
+def subject_present(alpha, form: str, threshold: float = 0.5) -> bool:
+    """Whether :func:`prompt_from_alpha` has something to make a ``form`` prompt from."""
+    if form == "auto":
+        return True
+    a = _alpha_2d(alpha)
+    return bool((a > (SOFT_EDGE if form == "trimap" else threshold)).any())
+
+
+def prompt_from_alpha(alpha, form: str, margin: float = 0, threshold: float = 0.5,
+                      sure_foreground: float | None = None) -> Prompt | None:
     """The prompt of ``form`` ("mask", "box", "trimap" or "auto") that an alpha (H, W) in [0, 1]
-    gives, with ``margin`` pixels of room (see the module's rules); None when no pixel of the
-    alpha is above ``threshold`` (nothing to prompt with). "auto" gives ``Prompt.auto()``."""
+    gives, with ``margin`` pixels of room (see the module's rules); None when the alpha holds
+    nothing to prompt with (:func:`subject_present`). "auto" gives ``Prompt.auto()``."""
     if form not in FORMS:
         raise PromptError(f"unknown prompt form {form!r}; use one of {', '.join(FORMS)}")
     if form == "auto":
@@ -91,20 +117,22 @@ def prompt_from_alpha(alpha, form: str, margin: float, threshold: float = 0.5) -
         raise PromptError(f"the margin {margin} must be 0 or more pixels")
     a = _alpha_2d(alpha)
     height, width = a.shape
-    core = (a > threshold).to(torch.float32)
-    if not bool(core.any()):
+    if not subject_present(a, form, threshold):
         return None
+    core = (a > threshold).to(torch.float32)
     radius = int(round(margin))
     if form == "box":
         box = grow_box(alpha_box(a, threshold), margin, height, width)
         return Prompt.from_box(*box, source_size=(height, width))
     if form == "mask":
         return Prompt.from_mask(dilate(core, radius))
-    sure = erode(core, radius)
+    level = threshold if sure_foreground is None else float(sure_foreground)
+    sure = erode((a >= level if sure_foreground is not None else a > level).to(torch.float32), radius)
     reach = dilate((a > SOFT_EDGE).to(torch.float32), radius)
     trimap = torch.where(reach > 0.5, 0.5, 0.0)
     trimap = torch.where(sure > 0.5, 1.0, trimap)
     return Prompt.from_trimap(trimap)
 
 
-__all__ = ["FORMS", "SOFT_EDGE", "alpha_box", "dilate", "erode", "grow_box", "prompt_from_alpha"]
+__all__ = ["FORMS", "SOFT_EDGE", "alpha_box", "alpha_prompt_kind", "dilate", "erode", "grow_box", "prompt_from_alpha",
+           "subject_present"]

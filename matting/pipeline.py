@@ -15,8 +15,9 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from . import detail as full_detail
 from .errors import PromptError
-from .prompt import Prompt, validate_for_image
+from .prompt import KINDS, Prompt, validate_for_image
 from .render import model_kind, render_prompt
 
 RESIZE_MODES = ("stretch", "keep_aspect")
@@ -170,6 +171,10 @@ def matte(
     on_item: Callable[[int, int], None] | None = None,
     at_input_size: bool = False,
     on_chunk: Callable[[list], None] | None = None,
+    detail: str = "off",
+    detail_size: Callable[[int, int], tuple[int, int]] | None = None,
+    prompt_kinds: Sequence[str] = KINDS,
+    on_tile: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Alpha mattes (N, H, W) float32 in [0, 1] for ComfyUI images (B, H, W, 3) in [0, 1].
 
@@ -186,6 +191,15 @@ def matte(
     ``on_chunk([(output index, image index, crop box (x0, y0, x1, y1)), ...])`` is called right
     after each model call with its items, in the call's batch order (for what a model keeps on
     the side of its alpha, e.g. SIM's semantic classes).
+    ``detail``: how an alpha computed below its image's (or crop's) size comes back to it (see
+    :mod:`.detail`): "off" bilinear as the authors, "guided" the guided filter in the uncertain
+    band, "refine" that and the model again on full-resolution tiles there (``prompt_kinds``: the
+    forms the model takes, for the tiles' prompts; ``on_tile(done, total)`` after each tile). An
+    alpha not computed below its image's size is the same whatever ``detail`` says.
+    ``detail_size(height, width) -> (h, w)``: with ``at_input_size`` and a ``detail`` other than
+    "off", the size a family resolves an input of (height, width) at (its own resize, or a cap on
+    its memory); a larger image (or crop) goes to the model at that size (area-averaged) and its
+    alpha comes back as ``detail`` says.
     """
     images = _check_images(images)
     b, height, width, _ = images.shape
@@ -198,6 +212,7 @@ def matte(
     margin = float(margin)
     if not (math.isfinite(margin) and margin >= 0):
         raise PromptError(f"margin {margin} must be 0 or more (a fraction of the prompt's size)")
+    detail = full_detail.check_detail(detail)
     chunk_size = int(chunk_size)
     if chunk_size < 1:
         raise PromptError(f"chunk_size {chunk_size} must be at least 1")
@@ -225,6 +240,9 @@ def matte(
         if box != (0, 0, width, height):
             p = p.cropped(x0, y0, x1, y1)
         ws = (y1 - y0, x1 - x0) if at_input_size else working_size(y1 - y0, x1 - x0, resolution, resize)
+        if at_input_size and detail != "off" and detail_size is not None:
+            capped = tuple(int(v) for v in detail_size(y1 - y0, x1 - x0))
+            ws = capped if full_detail.is_upsampled(capped, ws) else ws
         jobs.append((k, bi, p, box, ws, model_kind(p.kind)))
 
     groups: dict = {}
@@ -244,7 +262,10 @@ def matte(
         ims, maps, coords = [], [], []
         for _, bi, p, (x0, y0, x1, y1), _, _ in chunk:
             crop = images[bi, y0:y1, x0:x1, :].permute(2, 0, 1)[None].to(torch.float32)
-            ims.append(_resize(crop, ws, "bilinear"))
+            if at_input_size and tuple(ws) != (y1 - y0, x1 - x0):  # a capped family: averaged, not aliased
+                ims.append(F.interpolate(crop, size=tuple(ws), mode="bilinear", align_corners=False, antialias=True))
+            else:
+                ims.append(_resize(crop, ws, "bilinear"))
             pmap, c = render_prompt(p, ws, (y1 - y0, x1 - x0), device=device)
             maps.append(pmap)
             coords.append(c)
@@ -256,7 +277,15 @@ def matte(
         if on_chunk is not None:
             on_chunk([(items[job[0]][2], job[1], job[3]) for job in chunk])
         for j, (k, bi, p, (x0, y0, x1, y1), _, _) in enumerate(chunk):
-            a = _resize(alpha[j: j + 1], (y1 - y0, x1 - x0), "bilinear")[0, 0].clamp(0.0, 1.0)
+            if detail == "off" or not full_detail.is_upsampled(ws, (y1 - y0, x1 - x0)):
+                a = _resize(alpha[j: j + 1], (y1 - y0, x1 - x0), "bilinear")[0, 0].clamp(0.0, 1.0)
+            else:
+                crop = images[bi, y0:y1, x0:x1, :]
+                a, band = full_detail.guided_upsample(alpha[j: j + 1], crop.permute(2, 0, 1)[None].to(torch.float32))
+                a = a[0, 0].clamp(0.0, 1.0)
+                if detail == "refine" and band is not None:
+                    a = _refine(model_fn, crop, a, band[0, 0], flags[k], resolution, resize, at_input_size,
+                                detail_size, prompt_kinds, on_tile)
             o = items[k][2]
             region = out[o, y0:y1, x0:x1]
             out[o, y0:y1, x0:x1] = torch.maximum(region, a) if merge_objects else a
@@ -264,6 +293,22 @@ def matte(
         if on_item is not None:
             on_item(done, total)
     return out
+
+
+def _refine(model_fn, crop, alpha, band, transparent, resolution, resize, at_input_size, detail_size, prompt_kinds,
+            on_tile) -> torch.Tensor:
+    """``detail.refine`` of one item's alpha: tiles of the model's working size, each matted by this
+    pipeline at that size (so as the authors run it, no resizing)."""
+    if at_input_size:
+        tile = min(int(v) for v in detail_size(1 << 16, 1 << 16)) if detail_size is not None else max(crop.shape[:2])
+    else:
+        tile = resolution
+
+    def matte_tile(tile_image, prompt):
+        return matte(model_fn, tile_image, prompt, resolution=resolution, resize=resize, transparent=transparent,
+                     at_input_size=at_input_size)[0]
+
+    return full_detail.refine(matte_tile, crop, alpha, band, tile=tile, prompt_kinds=prompt_kinds, on_tile=on_tile)
 
 
 def _as_alpha(alpha, n: int, ws) -> torch.Tensor:

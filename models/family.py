@@ -20,6 +20,10 @@ Every loaded model is an ``nn.Module`` with:
   of ``prompt_kinds``; transparent (B,) bool. Families ignore the inputs they have no use for
   (only SDMatte reads ``transparent`` and ``caption``). Returns (B, 1, H, W) in [0, 1] on
   ``image``'s device;
+- for families that work at input size, ``detail_size(height, width) -> (h, w)``: the size an input
+  of (height, width) is resolved at (their own resize: SAM's 1024 frame, AIM's 1080 rule; SIM: a
+  cap on its memory). The pipeline's detail path (``matting/detail.py``) sends larger inputs at that
+  size and brings the alpha back itself; without the method a family is always given its input;
 - ``device`` and ``dtype`` (of its main weights) and ``inference_memory_bytes(batch, height,
   width)``: working memory of one forward pass at that input size, weights excluded.
 """

@@ -14,6 +14,7 @@ import folder_paths
 import comfy.utils
 from comfy_api.latest import io
 
+from ..matting.detail import DETAIL_MODES
 from ..matting.errors import PromptError
 from ..matting.pipeline import matte, pair_prompts
 from .patcher import make_resident, network
@@ -141,12 +142,34 @@ def frame_matter(patcher, height: int, width: int, *, transparent, resolution, r
     return matte_frame
 
 
+def refuse_too_large(net, height: int, width: int, free: int) -> None:
+    """Before any computing: a family that works at the input's size and would need more working
+    memory than is free for it is an error that names both, what fits and the way out."""
+    need = _memory_bytes(net, 1, height, width)
+    if need <= free:
+        return
+    low, high = 0.0, 1.0  # the largest scale of the image whose working memory fits
+    for _ in range(20):
+        mid = (low + high) / 2
+        if _memory_bytes(net, 1, max(1, int(height * mid)), max(1, int(width * mid))) <= free:
+            low = mid
+        else:
+            high = mid
+    fits = f"{int(width * low)}×{int(height * low)}"
+    raise PromptError(
+        f"{family_title(net)} works at the image's own size, and at {width}×{height} it needs about "
+        f"{need / 1e9:.1f} GB of working memory where {free / 1e9:.1f} GB is free (about {fits} fits). "
+        f"Choose detail 'guided' or 'refine' (the model then works at a size that fits and the alpha is "
+        f"brought to full size), or downscale the image.")
+
+
 def run_matting(patcher, image, prompts, *, transparent, resolution, resize, focus, margin,
-                caption, merge_objects, side: list | None = None) -> torch.Tensor:
+                caption, merge_objects, side: list | None = None, detail: str = "off") -> torch.Tensor:
     """Alpha (N, H, W); ``side``, when given a list, receives the ``SemanticClasses`` of the run."""
     net = network(patcher)
     refuse_unsupported_kinds(net, prompts)
     at_input_size = bool(getattr(net, "works_at_input_size", False))
+    detail_size = getattr(net, "detail_size", None) if detail != "off" else None
     items, n_out = pair_prompts(int(image.shape[0]), prompts, bool(merge_objects))  # a batch mismatch stops here
     n_items = len(items)
     # On a GPU a few items per call run faster than one by one; on the CPU they do not, and one
@@ -158,6 +181,10 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
     # encoder/decoder feature maps at full size plus UNet activations and attention at 1/8 size.
     # Families that work at the input size are asked about the input size.
     height, width = (int(image.shape[1]), int(image.shape[2])) if at_input_size else (resolution, resolution)
+    if detail_size is not None:  # the detail path sends a large image at the size the family resolves
+        height, width = detail_size(height, width)
+    if at_input_size and detail_size is None:
+        refuse_too_large(net, height, width, int(mm.get_free_memory(patcher.load_device)))
     make_resident(patcher, _memory_bytes(net, chunk, height, width))
     free = mm.get_free_memory(patcher.load_device)
     while chunk > 1 and _memory_bytes(net, chunk, height, width) > free:
@@ -170,6 +197,10 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
         bar.update_absolute(done, total)
         mm.throw_exception_if_processing_interrupted()
 
+    def on_tile(done, total):  # refinement: the bar counts an item's tiles, Cancel stops between them
+        bar.update_absolute(done, total)
+        mm.throw_exception_if_processing_interrupted()
+
     # The batch stays on the intermediate device (CPU): the network moves each chunk to its own
     # device and returns the chunk's alpha there, so a long video batch never sits in VRAM.
     image = image.to(mm.intermediate_device())
@@ -177,7 +208,8 @@ def run_matting(patcher, image, prompts, *, transparent, resolution, resize, foc
     alpha = matte(model_fn, image, prompts, resolution=resolution,
                   resize=resize, focus=focus, margin=margin, transparent=transparent,
                   merge_objects=merge_objects, chunk_size=chunk, on_item=on_item, at_input_size=at_input_size,
-                  on_chunk=semantic.collect)
+                  on_chunk=semantic.collect, detail=detail, detail_size=detail_size,
+                  prompt_kinds=tuple(getattr(net, "prompt_kinds", ())), on_tile=on_tile)
     if side is not None:
         side.append(semantic)
     return check_alpha(alpha).to(mm.intermediate_device())
@@ -245,6 +277,15 @@ class PromptMatteApply(io.ComfyNode):
                 io.String.Input("caption", optional=True, default="", multiline=False,
                                 tooltip="SDMatte only: optional text describing the subject (the model was "
                                         "trained with an empty caption)."),
+                io.Combo.Input("detail", options=list(DETAIL_MODES), default="guided", optional=True,
+                               tooltip="How the alpha reaches a photo larger than the model's working size "
+                                       "(SDMatte's resolution; MAM and SEMat 1024 on the longer side; AIM 1080 "
+                                       "on the shorter; SIM works at up to 1536). guided: a guided filter "
+                                       "led by the full-resolution image sharpens the uncertain edges. "
+                                       "refine: that, then the model again on full-resolution tiles along "
+                                       "those edges (slower: one model run per tile). off: resized back, as "
+                                       "the authors (SIM at full size then needs the memory for it). "
+                                       "Images at or below the working size are the same with every option."),
             ],
             outputs=[io.Mask.Output(display_name="alpha", tooltip=ALPHA_TOOLTIP),
                      io.Image.Output(display_name="semantic_classes", tooltip=SEMANTIC_TOOLTIP)],
@@ -252,11 +293,13 @@ class PromptMatteApply(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, image, transparent: bool, resolution: int, resize: str, focus: str,
-                margin: float, merge_objects: bool, prompt=None, caption: str = "") -> io.NodeOutput:
-        if resize not in RESIZE or focus not in FOCUS:
-            raise PromptError(f"resize must be one of {list(RESIZE)} and focus one of {list(FOCUS)}")
+                margin: float, merge_objects: bool, prompt=None, caption: str = "",
+                detail: str = "guided") -> io.NodeOutput:
+        if resize not in RESIZE or focus not in FOCUS or detail not in DETAIL_MODES:
+            raise PromptError(f"resize must be one of {list(RESIZE)}, focus one of {list(FOCUS)} and detail "
+                              f"one of {list(DETAIL_MODES)}")
         side: list = []
         alpha = run_matting(model, image, prompt, transparent=transparent, resolution=resolution,
                             resize=RESIZE[resize], focus=FOCUS[focus], margin=margin, caption=caption,
-                            merge_objects=merge_objects, side=side)
+                            merge_objects=merge_objects, side=side, detail=detail)
         return io.NodeOutput(alpha, side[0].preview(), ui={"promptmatte_alpha": [alpha_preview(alpha)]})

@@ -7,7 +7,7 @@ from torch import nn
 
 from .backbone import MaxPoolResNet34
 from .config import AIMConfig
-from .hybrid import hybrid_sizes
+from .hybrid import hybrid_sizes, working_size
 from .matting_decoder import MattingDecoder
 from .resize import cv2_resize_float, cv2_resize_uint8, skimage_resize
 from .semantic_decoder import SemanticDecoder
@@ -112,6 +112,11 @@ class AIMModel(nn.Module):
             image_uint8 = torch.round(image.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu()
             alphas = [self.matte_one(image_uint8[index : index + 1]) for index in range(image.shape[0])]
             return torch.cat(alphas).float().to(source_device)
+
+    def detail_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an input of (height, width) is resolved at: the authors' 1080 rule (the shorter
+        side at most 1080; the alpha is resized back)."""
+        return working_size(height, width)
 
     def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
         """Working memory of one forward at (height, width), weights excluded; see ``_per_image_bytes``."""

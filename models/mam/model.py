@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..sam import SamModel
-from ..sam.transforms import scale_boxes, scale_coords
+from ..sam.transforms import get_preprocess_shape, scale_boxes, scale_coords
 from .fusion import fuse_alphas
 from .network import MaskToMatte
 
@@ -116,6 +116,13 @@ class MattingAnything(nn.Module):
         }
         del alphas
         return fuse_alphas(guidance.post.float(), at_input["os8"], at_input["os4"], at_input["os1"])
+
+    def detail_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an input of (height, width) is resolved at: SAM's frame, the longer side at most
+        its image size (1024), as its preprocessing resizes (the alpha is resized back)."""
+        if max(height, width) <= self.sam.config.image_size:
+            return (height, width)
+        return get_preprocess_shape(height, width, self.sam.config.image_size)
 
     @property
     def m2m_dtype(self) -> torch.dtype:

@@ -178,6 +178,11 @@ class SematModel(nn.Module):
                 alphas.append(F.interpolate(alpha, size=(height, width), mode="bilinear", align_corners=False))
             return torch.cat(alphas).clamp_(0, 1).to(image.device)
 
+    def detail_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an input of (height, width) is resolved at: the 1024 frame (longer side at most
+        1024), as ``preprocess`` resizes (the alpha is resized back)."""
+        return (height, width) if max(height, width) <= FRAME else frame_size(height, width)
+
     def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
         """Working memory of ``forward`` at (height, width), weights excluded (images go one at a time).
 

@@ -23,6 +23,9 @@ from .inputs import (
 from .semantic import semantic_trimap
 
 PROMPT_KINDS = ("trimap",)
+# Longest side SIM works at on the detail path: ~3.4 GB of working memory at 1536x1024, so a
+# 6000x4000 photo stays within 8 GB with its image, weights and the guided upsampling.
+DETAIL_MAX_SIDE = 1536
 
 
 class SIMModel(nn.Module):
@@ -115,6 +118,15 @@ class SIMModel(nn.Module):
             self.last_semantic_classes = torch.cat(classes).to(source_device)
             self.last_semantic_maps = maps if self.keep_semantic_maps else None
             return torch.cat(alphas).float().to(source_device)
+
+    def detail_size(self, height: int, width: int) -> tuple[int, int]:
+        """SIM works at the input's own size, with memory that grows with it (about 2.3 GB of working
+        memory at 1024², 53 GB at 6000x4000): above ``DETAIL_MAX_SIDE`` on the longer side it works
+        at that size when the pipeline's detail path brings the alpha back (guided or refined)."""
+        if max(height, width) <= DETAIL_MAX_SIDE:
+            return (height, width)
+        scale = DETAIL_MAX_SIDE / max(height, width)
+        return (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
 
     def inference_memory_bytes(self, batch: int, height: int, width: int) -> int:
         """Working memory of one forward at (height, width), weights excluded.
