@@ -16,8 +16,10 @@ from .runner import RayMissing, import_ray, run_local, run_ray
 from .sink import FAILURES_FILE, OutputFolder
 from .work import BatchWorker, inspect_model, unsupported_kind_message
 
+# The pipeline's own names (matting.pipeline, matting.detail), written out so that --help imports no torch.
 RESIZE_MODES = ("stretch", "keep_aspect")
 FOCUS_MODES = ("whole", "crop")
+DETAIL_MODES = ("off", "guided", "refine")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -73,6 +75,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--margin", type=float, default=0.1,
                    help="with --focus crop: border around the prompt, a fraction of its size (default 0.1)")
     g.add_argument("--transparent", action="store_true", help="SDMatte's transparent-object flag on every input")
+    g.add_argument("--detail", choices=DETAIL_MODES, default="guided",
+                   help="how the alpha reaches an image larger than the model's working size, as the Matting "
+                        "node's 'detail': guided (default; a guided filter led by the full-resolution image in "
+                        "the uncertain band), refine (that, then the model again on full-resolution tiles along "
+                        "the edges) or off (resized back, as the authors). Images at or below the working size "
+                        "are the same with every option")
     g.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default="fp32",
                    help="precision of the main weights (default fp32, as the authors)")
     g.add_argument("--device", default="auto",
@@ -111,6 +119,7 @@ def settings_from(args) -> dict:
         "focus": args.focus,
         "margin": args.margin,
         "transparent": bool(args.transparent),
+        "detail": args.detail,
         "alpha_bits": 16 if args.alpha_16bit else 8,
         "rgba": bool(args.rgba),
         "foreground": bool(args.foreground),

@@ -103,9 +103,9 @@ class BatchWorker:
         self.videos: dict = {}
 
     def pipeline_options(self) -> dict:
-        """The keywords of ``matting.pipeline.matte`` this job runs with. (A future ``detail`` option of
-        the one-image pipeline, full-resolution refinement, is passed through here from the settings.)"""
+        """The keywords of ``matting.pipeline.matte`` this job runs with."""
         s = self.settings
+        detail = s.get("detail", "off")
         return {
             "resolution": int(s["resolution"]),
             "resize": s["resize"],
@@ -113,6 +113,9 @@ class BatchWorker:
             "margin": float(s["margin"]),
             "transparent": bool(s["transparent"]),
             "at_input_size": bool(getattr(self.net, "works_at_input_size", False)),
+            "detail": detail,
+            "detail_size": getattr(self.net, "detail_size", None) if detail != "off" else None,
+            "prompt_kinds": tuple(getattr(self.net, "prompt_kinds", ())),
         }
 
     def _model_fn(self, im, prompt_map, coords, kind, trans):

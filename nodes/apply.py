@@ -124,19 +124,26 @@ def check_alpha(alpha: torch.Tensor) -> torch.Tensor:
     return alpha
 
 
-def frame_matter(patcher, height: int, width: int, *, transparent, resolution, resize, focus, margin, caption):
+def frame_matter(patcher, height: int, width: int, *, transparent, resolution, resize, focus, margin, caption,
+                 detail: str = "off"):
     """``matte_frame(frame (1, H, W, 3), prompt) -> alpha (H, W)``: Matting's run path one frame at a
     time (video), with the model made resident once for one frame's working set."""
     net = network(patcher)
     at_input_size = bool(getattr(net, "works_at_input_size", False))
+    detail_size = getattr(net, "detail_size", None) if detail != "off" else None
     work = (height, width) if at_input_size else (resolution, resolution)
+    if detail_size is not None:
+        work = detail_size(height, width)
+    elif at_input_size:
+        refuse_too_large(net, height, width, int(mm.get_free_memory(patcher.load_device)))
     make_resident(patcher, _memory_bytes(net, 1, *work))
     model_fn = model_call(net, caption)
+    kinds = tuple(getattr(net, "prompt_kinds", ()))
 
     def matte_frame(frame, prompt):
         alpha = matte(model_fn, frame.to(mm.intermediate_device()), [prompt], resolution=resolution,
                       resize=resize, focus=focus, margin=margin, transparent=transparent,
-                      at_input_size=at_input_size)
+                      at_input_size=at_input_size, detail=detail, detail_size=detail_size, prompt_kinds=kinds)
         return check_alpha(alpha[0]).to(mm.intermediate_device())
 
     return matte_frame
@@ -230,6 +237,20 @@ def alpha_preview(alpha: torch.Tensor) -> dict:
     return {"filename": name, "subfolder": "promptmatte", "type": "temp"}
 
 
+def detail_input() -> io.Combo.Input:
+    """The 'detail' input of Matting and Matting (video): appended last, so saved workflows keep theirs."""
+    return io.Combo.Input(
+        "detail", options=list(DETAIL_MODES), default="guided", optional=True,
+        tooltip="How the alpha reaches a photo larger than the model's working size "
+                "(SDMatte's resolution; MAM and SEMat 1024 on the longer side; AIM 1080 "
+                "on the shorter; SIM works at up to 1536). guided: a guided filter "
+                "led by the full-resolution image sharpens the uncertain edges. "
+                "refine: that, then the model again on full-resolution tiles along "
+                "those edges (slower: one model run per tile). off: resized back, as "
+                "the authors (SIM at full size then needs the memory for it). "
+                "Images at or below the working size are the same with every option.")
+
+
 SEMANTIC_TOOLTIP = (
     "SIM only: why each unknown pixel of the trimap was matted as it was — the matting pattern its "
     "classifier saw there (hair, fur, glass, smoke, net... 20 classes, one colour each, listed in the "
@@ -277,15 +298,7 @@ class PromptMatteApply(io.ComfyNode):
                 io.String.Input("caption", optional=True, default="", multiline=False,
                                 tooltip="SDMatte only: optional text describing the subject (the model was "
                                         "trained with an empty caption)."),
-                io.Combo.Input("detail", options=list(DETAIL_MODES), default="guided", optional=True,
-                               tooltip="How the alpha reaches a photo larger than the model's working size "
-                                       "(SDMatte's resolution; MAM and SEMat 1024 on the longer side; AIM 1080 "
-                                       "on the shorter; SIM works at up to 1536). guided: a guided filter "
-                                       "led by the full-resolution image sharpens the uncertain edges. "
-                                       "refine: that, then the model again on full-resolution tiles along "
-                                       "those edges (slower: one model run per tile). off: resized back, as "
-                                       "the authors (SIM at full size then needs the memory for it). "
-                                       "Images at or below the working size are the same with every option."),
+                detail_input(),
             ],
             outputs=[io.Mask.Output(display_name="alpha", tooltip=ALPHA_TOOLTIP),
                      io.Image.Output(display_name="semantic_classes", tooltip=SEMANTIC_TOOLTIP)],

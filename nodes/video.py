@@ -11,9 +11,10 @@ import comfy.model_management as mm
 import comfy.utils
 from comfy_api.latest import io
 
+from ..matting.detail import DETAIL_MODES
 from ..matting.errors import PromptError
 from ..matting.prompt import Prompt
-from .apply import ALPHA_TOOLTIP, FOCUS, RESIZE, alpha_preview, frame_matter, refuse_unsupported_kinds
+from .apply import ALPHA_TOOLTIP, FOCUS, RESIZE, alpha_preview, detail_input, frame_matter, refuse_unsupported_kinds
 from .patcher import network
 from .types import CATEGORY, MatteKeyframesType, MattePromptType, MatteModelType
 
@@ -129,6 +130,7 @@ class PromptMatteVideo(io.ComfyNode):
                                        "the frame's longer side (0.05 = 26 px at 512 wide): the followed mask, box "
                                        "or trimap band is grown by it. Raise it for fast motion; too large lets "
                                        "neighbouring objects in."),
+                detail_input(),
             ],
             outputs=[io.Mask.Output(display_name="alpha", tooltip="One alpha per frame at the frames' size. "
                                     + ALPHA_TOOLTIP),
@@ -140,11 +142,12 @@ class PromptMatteVideo(io.ComfyNode):
     @classmethod
     def execute(cls, model, frames, prompt_frame: int, transparent: bool, resolution: int, resize: str,
                 focus: str, margin: float, motion_margin: float, prompt=None, keyframes=None,
-                caption: str = "") -> io.NodeOutput:
+                caption: str = "", detail: str = "guided") -> io.NodeOutput:
         from ..matting.follow import as_form, follow, followed_form  # noqa: PLC0415
 
-        if resize not in RESIZE or focus not in FOCUS:
-            raise PromptError(f"resize must be one of {list(RESIZE)} and focus one of {list(FOCUS)}")
+        if resize not in RESIZE or focus not in FOCUS or detail not in DETAIL_MODES:
+            raise PromptError(f"resize must be one of {list(RESIZE)}, focus one of {list(FOCUS)} and detail one of "
+                              f"{list(DETAIL_MODES)}")
         if frames.dim() != 4 or frames.shape[0] < 1:
             raise PromptError(f"the frames have shape {tuple(frames.shape)}; connect an IMAGE batch (frames, "
                               "height, width, 3), e.g. from Get Video Components")
@@ -159,7 +162,7 @@ class PromptMatteVideo(io.ComfyNode):
         anchors = {t: (as_form(p, accepted, form, pixels), kind) for t, (p, kind) in anchors.items()}
         refuse_unsupported_kinds(net, [p for p, _ in anchors.values()])
 
-        options = (prompt_frame, transparent, resolution, resize, focus, margin, caption, motion_margin)
+        options = (prompt_frame, transparent, resolution, resize, focus, margin, caption, motion_margin, detail)
         key = _fingerprint(model, frames, anchors, options)
         out, done = _unfinished.pop(key, (None, None))
         _unfinished.clear()  # only the latest unfinished run is kept
@@ -167,7 +170,8 @@ class PromptMatteVideo(io.ComfyNode):
             out = torch.zeros(n, height, width, dtype=torch.float32, device=mm.intermediate_device())
             done = torch.zeros(n, dtype=torch.bool)
         matte_frame = frame_matter(model, height, width, transparent=transparent, resolution=resolution,
-                                   resize=RESIZE[resize], focus=FOCUS[focus], margin=margin, caption=caption)
+                                   resize=RESIZE[resize], focus=FOCUS[focus], margin=margin, caption=caption,
+                                   detail=detail)
         bar = comfy.utils.ProgressBar(n)
 
         def on_frame(finished, total):

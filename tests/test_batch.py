@@ -251,6 +251,11 @@ def test_help_documents_every_flag(pack):
         assert any(option in done.stdout for option in action.option_strings), action.option_strings
     for word in ("--ray", "ADDRESS", "--actors", "failures.jsonl", "Exit status"):
         assert word in done.stdout
+    # the choices --help shows without importing torch are the pipeline's own
+    cli = importlib.import_module(f"{pack.__name__}.batch.cli")
+    assert cli.DETAIL_MODES == importlib.import_module(f"{pack.__name__}.matting.detail").DETAIL_MODES
+    assert cli.RESIZE_MODES == importlib.import_module(f"{pack.__name__}.matting.pipeline").RESIZE_MODES
+    assert cli.FOCUS_MODES == importlib.import_module(f"{pack.__name__}.matting.pipeline").FOCUS_MODES
 
 
 def test_without_ray_the_ray_flag_names_the_install_command(pack, golden_dir, images, tmp_path):
