@@ -274,13 +274,9 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.child[0], int(args.child[1]), args.keep, args.repeats)))
         return
-    say = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
     rows = []
     for family in args.families:
-        checkpoint, companions = files(family, args.keep)
-        if not all(p.is_file() for p in (checkpoint, *companions.values())):
-            say(f"writing random full-size {family} files to {checkpoint.parent}", flush=True)
-            _write(family, args.keep)
+        ensure_files(family, args.keep)
         for size in args.sizes:
             if size > 1024 and family not in INPUT_SIZE_FAMILIES:
                 continue
@@ -289,15 +285,20 @@ def main() -> None:
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
-                say(_line(row), flush=True)
+                print(_line(row), flush=True)
     if not args.json:
         print()
         print(table(rows))
 
 
-def _write(family: str, folder: Path) -> None:
+def ensure_files(family: str, folder: Path) -> None:
+    """Write ``family``'s random full-size files into ``folder`` unless they are there (in a child process)."""
     import subprocess
 
+    checkpoint, companions = files(family, folder)
+    if all(p.is_file() for p in (checkpoint, *companions.values())):
+        return
+    print(f"writing random full-size {family} files to {checkpoint.parent}", file=sys.stderr, flush=True)
     subprocess.run([sys.executable, __file__, "--keep", str(folder), "--write", family], check=True)
 
 

@@ -35,7 +35,11 @@ def _pointwise():
 def _fusable(conv: nn.Module, x: torch.Tensor) -> bool:
     """True when ``conv(x)`` would run oneDNN's float32 convolution (so a fused post-op is exact)."""
     return (
-        type(conv) is nn.Conv2d
+        isinstance(conv, nn.Conv2d)
+        # ComfyUI's streamable twin (comfy.ops) computes the stock conv unless it casts or patches weights
+        and not getattr(conv, "comfy_cast_weights", False)
+        and not getattr(conv, "weight_function", None)
+        and not getattr(conv, "bias_function", None)
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and conv.weight.dtype == torch.float32
@@ -72,7 +76,7 @@ def _is_relu_block(block: nn.Module) -> bool:
     layers = list(block.conv)
     return (
         len(layers) == 5
-        and all(type(layers[i]) is nn.Conv2d for i in (0, 2, 4))
+        and all(isinstance(layers[i], nn.Conv2d) for i in (0, 2, 4))
         and all(type(layers[i]) is nn.ReLU for i in (1, 3))
         and type(block.fuse) is nn.ReLU
         and isinstance(block.skip, nn.Identity)
@@ -95,7 +99,7 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         if isinstance(module, AutoencoderTinyBlock) and _is_relu_block(module):
             x = _block(module, x)
             i += 1
-        elif type(module) is nn.Conv2d and type(following) is nn.ReLU:
+        elif isinstance(module, nn.Conv2d) and type(following) is nn.ReLU:
             x = _conv_relu(module, x)
             i += 2
         else:
