@@ -6,15 +6,17 @@
 For each family (its full released size, random weights written once by the family's bench
 script's writer into DIR, default ~/.cache/promptmatte/limit) and each size, a fresh child process:
 
-- loads the model through ``load_matting_model`` (as the node does) and runs one forward on a
-  seeded image under ``FlopCounterMode`` (multiply-accumulates = counted FLOPs / 2; fused CPU
-  attention, which torch does not count, is counted as its two products) and ``torch.profiler``
-  (the top five operators by self time): this is also the warm-up;
-- measures the machine's float32 rates: a 4096² matmul and a 3×3 convolution (256 → 256 channels
-  on 128²), best of a few, right before and right after the timed forwards (the best is kept: on a
-  shared machine the best is the closest to what the cores can do);
-- times ``--repeats`` forwards with every encoding cache emptied (best kept), then one forward on
-  the same image with another prompt (the interactive re-prompt; caches kept);
+- loads the model through ``load_matting_model`` (as the node does) and reads every weight once
+  (memory-mapped pages in);
+- measures the machine's float32 rates: a 4096² matmul and 3×3 convolutions (256 and 64 channels),
+  best of a few, before and after the timed forwards (the best is kept: on a shared machine the
+  best is the closest to what the cores can do);
+- times a forward on a seeded image, every encoding cache emptied, under ``FlopCounterMode``
+  (multiply-accumulates = counted FLOPs / 2; the fused CPU attention and oneDNN's fused
+  convolutions, which torch does not count, are counted as their products) and ``torch.profiler``
+  (the top five operators by self time, the time shares by kind of work), then ``--repeats`` - 1
+  more plain ones (best kept), then one forward on the same image with another prompt (the
+  interactive re-prompt; caches kept);
 - reads the peak resident set (VmHWM) of the timed forwards.
 
 ``fraction`` is the forward's MACs per second over the measured matmul rate. Sizes 2048 run only
@@ -213,9 +215,19 @@ def measure(family: str, size: int, folder: Path, repeats: int) -> dict:
     assert model.family == family, (model.family, family)
     first = inputs(family, size)
 
-    # Counted and profiled forward (also the warm-up: pages of memory-mapped weights come in).
+    with torch.inference_mode():  # page the memory-mapped weights in: the timed passes do not read the disk
+        touched = sum(float(t.float().sum()) for t in model.state_dict().values() if t.is_floating_point())
+    rates = [(matmul_rate(), conv_rate(), conv_rate(channels=64, side=256))]
+
+    # The counted and profiled forward is also timed (their overhead is per operator call, small next
+    # to a pass of seconds): on a loaded machine a separate warm-up pass costs more than it tells.
+    clear_caches(model)
+    restart_peak()
+    start = time.perf_counter()
     with counter() as counted, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiled:
-        model(*first)
+        alpha = model(*first)
+    seconds = [time.perf_counter() - start]
+    peak = memory_bytes("VmHWM")
     macs = counted.get_total_flops() / 2
     by_op = {str(op): flops / 2 for op, flops in counted.get_flop_counts().get("Global", {}).items()}
     events = sorted(profiled.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
@@ -223,11 +235,7 @@ def measure(family: str, size: int, folder: Path, repeats: int) -> dict:
     top = [[e.key, e.self_cpu_time_total / 1e6] for e in events[:5]]
     shares = time_shares(profiled.key_averages(group_by_input_shape=True))
     del profiled, events
-
-    rates = [(matmul_rate(), conv_rate(), conv_rate(channels=64, side=256))]
-    seconds = []
-    peak = 0
-    for _ in range(repeats):
+    for _ in range(repeats - 1):
         clear_caches(model)
         restart_peak()
         start = time.perf_counter()
@@ -250,7 +258,7 @@ def measure(family: str, size: int, folder: Path, repeats: int) -> dict:
         "time_shares": shares,
         "achieved_macs_per_s": macs / best, "fraction": macs / best / machine,
         "peak_rss_bytes": peak, "reprompt_seconds": reprompt_seconds, "load_seconds": load_seconds,
-        "profiled_seconds": profiled_total, "top_ops": top,
+        "profiled_seconds": profiled_total, "top_ops": top, "touched": touched,
         "macs_by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
