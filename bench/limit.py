@@ -86,12 +86,13 @@ def write_files(family: str, folder: Path) -> None:
 
 # ---------------------------------------------------------------- the machine's rates
 
-def matmul_rate(repeats: int = 3) -> float:
-    """float32 4096² matmul, multiply-accumulates per second (best of ``repeats``)."""
+def matmul_rate(repeats: int = 3, cpu: bool = False) -> float:
+    """float32 4096² matmul, multiply-accumulates per second (best of ``repeats``); ``cpu``: per second
+    of this process's CPU time divided by its threads (what the cores do while they are ours)."""
     import torch
 
     a, b = torch.randn(4096, 4096), torch.randn(4096, 4096)
-    return 4096**3 / _best_seconds(lambda: a @ b, repeats)
+    return 4096**3 / _best_seconds(lambda: a @ b, repeats, cpu)
 
 
 def conv_rate(repeats: int = 5, channels: int = 256, side: int = 128) -> float:
@@ -106,12 +107,17 @@ def conv_rate(repeats: int = 5, channels: int = 256, side: int = 128) -> float:
         return side * side * channels * channels * 9 / _best_seconds(lambda: conv(x, w, padding=1), repeats)
 
 
-def _best_seconds(call, repeats: int) -> float:
+def _best_seconds(call, repeats: int, cpu: bool = False) -> float:
+    """Best wall time of ``call``; ``cpu``: best CPU time of this process divided by torch's threads."""
+    import torch
+
+    clock = time.process_time if cpu else time.perf_counter
+    scale = torch.get_num_threads() if cpu else 1
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         call()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, (clock() - start) / scale)
     return best
 
 
@@ -217,16 +223,17 @@ def measure(family: str, size: int, folder: Path, repeats: int) -> dict:
 
     with torch.inference_mode():  # page the memory-mapped weights in: the timed passes do not read the disk
         touched = sum(float(t.float().sum()) for t in model.state_dict().values() if t.is_floating_point())
-    rates = [(matmul_rate(), conv_rate(), conv_rate(channels=64, side=256))]
+    rates = [(matmul_rate(), conv_rate(), conv_rate(channels=64, side=256), matmul_rate(cpu=True))]
 
     # The counted and profiled forward is also timed (their overhead is per operator call, small next
     # to a pass of seconds): on a loaded machine a separate warm-up pass costs more than it tells.
     clear_caches(model)
     restart_peak()
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     with counter() as counted, profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiled:
         alpha = model(*first)
     seconds = [time.perf_counter() - start]
+    cpu_seconds = [(time.process_time() - start_cpu) / torch.get_num_threads()]
     peak = memory_bytes("VmHWM")
     macs = counted.get_total_flops() / 2
     by_op = {str(op): flops / 2 for op, flops in counted.get_flop_counts().get("Global", {}).items()}
@@ -238,17 +245,19 @@ def measure(family: str, size: int, folder: Path, repeats: int) -> dict:
     for _ in range(repeats - 1):
         clear_caches(model)
         restart_peak()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         alpha = model(*first)
         seconds.append(time.perf_counter() - start)
+        cpu_seconds.append((time.process_time() - start_cpu) / torch.get_num_threads())
         peak = max(peak, memory_bytes("VmHWM"))
     assert alpha.shape == (1, 1, size, size) and bool(torch.isfinite(alpha).all())
     # Interactive use: the same image, another prompt (encoding caches kept from the pass above).
     start = time.perf_counter()
     model(*inputs(family, size, second=True))
     reprompt_seconds = time.perf_counter() - start
-    rates.append((matmul_rate(), conv_rate(), conv_rate(channels=64, side=256)))
+    rates.append((matmul_rate(), conv_rate(), conv_rate(channels=64, side=256), matmul_rate(cpu=True)))
     machine = max(r[0] for r in rates)
+    machine_cpu = max(r[3] for r in rates)
     conv = max(r[1] for r in rates)
     conv64 = max(r[2] for r in rates)
     best = min(seconds)
@@ -257,6 +266,10 @@ def measure(family: str, size: int, folder: Path, repeats: int) -> dict:
         "machine_macs_per_s": machine, "machine_conv_macs_per_s": conv, "machine_conv64_macs_per_s": conv64,
         "time_shares": shares,
         "achieved_macs_per_s": macs / best, "fraction": macs / best / machine,
+        # Per CPU-second (CPU time / threads) on both sides: what the forward does with the cores while
+        # it has them, robust when other processes share the machine (wall-clock fraction is not).
+        "cpu_seconds": min(cpu_seconds), "machine_macs_per_cpu_s": machine_cpu,
+        "fraction_cpu": macs / min(cpu_seconds) / machine_cpu,
         "peak_rss_bytes": peak, "reprompt_seconds": reprompt_seconds, "load_seconds": load_seconds,
         "profiled_seconds": profiled_total, "top_ops": top, "touched": touched,
         "macs_by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])),
