@@ -279,9 +279,6 @@ def test_a_new_prompt_on_the_same_image_reuses_its_embedding(mam, checkpoint, fi
     state["sam.image_encoder.neck.0.weight"] *= 1.5
     fresh.load_state_dict(state)
     assert len(fresh.embedding_cache) == 0
-    changed = fresh(image, prompt_map, coords, kind)
-    assert not torch.equal(changed, warm)
-    fresh.embedding_cache.clear()
-    assert torch.equal(fresh(image, prompt_map, coords, kind), changed)
+    assert not torch.equal(fresh(image, prompt_map, coords, kind), warm)
     fresh.to(torch.float64)
     assert len(fresh.embedding_cache) == 0  # a new dtype (or device): stale embeddings go
