@@ -247,3 +247,38 @@ def test_inference_memory_estimate_is_within_twice_the_measured_peak(pack, files
     script = _PEAK_SCRIPT.format(pack=pack.__name__, m2m=str(files["mam_tiny.pth"]), sam=str(files["sam_tiny.pth"]), height=300, width=400)
     numbers = measure_in_child(pack, script, timeout=300)
     assert numbers["measured"] / 2 <= numbers["estimate"] <= numbers["measured"] * 2, numbers
+
+
+def test_a_new_prompt_on_the_same_image_reuses_its_embedding(mam, checkpoint, files, cases):
+    """The interactive loop (click, look, click again): SAM's image embedding is computed once per
+    image, the mattes stay the authors' and bit-identical to a fresh pass, and the store forgets
+    it when the pixels or the weights change."""
+    fresh = mam.FAMILY.load(
+        checkpoint.read_weights(files["mam_tiny.pth"]), source_name="mam_tiny.pth",
+        find_companion=lambda companion: files["sam_tiny.pth"],
+    )
+    # point3 and box are prompts on the same portrait image.
+    first = fresh(*case_inputs(cases, "point3"))
+    assert fresh.embedding_cache.hits == 0 and len(fresh.embedding_cache) == 1
+    warm = fresh(*case_inputs(cases, "box"))
+    assert fresh.embedding_cache.hits == 1
+    for name, alpha in (("point3", first), ("box", warm)):
+        assert float((alpha[:, 0] - torch.from_numpy(cases[f"{name}.alpha"])).abs().max()) <= TOLERANCE
+    fresh.embedding_cache.clear()
+    assert torch.equal(fresh(*case_inputs(cases, "box")), warm)
+
+    image, prompt_map, coords, kind = case_inputs(cases, "box")
+    nudged = image.clone()
+    nudged[0, 1, 40, 50] += 1 / 255  # one 8-bit step in one channel of one pixel
+    hits = fresh.embedding_cache.hits
+    fresh(nudged, prompt_map, coords, kind)
+    assert fresh.embedding_cache.hits == hits  # other pixels: encoded anew
+
+    # New weights (ComfyUI patches and reloads through load_state_dict): the store empties.
+    state = {k: v.clone() for k, v in fresh.state_dict().items()}
+    state["sam.image_encoder.neck.0.weight"] *= 1.5
+    fresh.load_state_dict(state)
+    assert len(fresh.embedding_cache) == 0
+    assert not torch.equal(fresh(image, prompt_map, coords, kind), warm)
+    fresh.to(torch.float64)
+    assert len(fresh.embedding_cache) == 0  # a new dtype (or device): stale embeddings go

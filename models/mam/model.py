@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..encoding_cache import EncodingCache
 from ..sam import SamModel
 from ..sam.transforms import get_preprocess_shape, scale_boxes, scale_coords
 from .fusion import fuse_alphas
@@ -47,6 +48,14 @@ class MattingAnything(nn.Module):
         self.sam = sam
         self.m2m = m2m
         self.sam_size = sam_size  # "vit_b" / "vit_l" / "vit_h" / "custom": the SAM file paired with M2M
+        # SAM's image embedding does not depend on the prompt: a new click on the same image reuses
+        # it (keyed by the exact bytes of the encoder's input). Stale once weights, device or dtype change.
+        self.embedding_cache = EncodingCache()
+        self.register_load_state_dict_post_hook(lambda module, keys: module.embedding_cache.clear())
+
+    def _apply(self, fn, recurse=True):
+        self.embedding_cache.clear()  # new device or dtype: cached embeddings are stale
+        return super()._apply(fn, recurse)
 
     @property
     def device(self) -> torch.device:
@@ -105,7 +114,7 @@ class MattingAnything(nn.Module):
         """One image (1, 3, H, W) and its prompt row -> alpha (1, 1, H, W) float32."""
         height, width = image.shape[-2:]
         encoder_input, resized = self.sam.preprocess(image)
-        embedding = self.sam.image_encoder(encoder_input)
+        embedding = self.embedding_cache.encode(encoder_input, self.sam.image_encoder)
         guidance = self.sam.guidance_masks(embedding, resized, (height, width), **self._prompt(coords, kind, (height, width)))
         alphas = self.m2m(embedding, encoder_input, guidance.guide.to(self.m2m_dtype))
         del embedding, encoder_input

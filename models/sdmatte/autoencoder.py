@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny
 
-from . import banded
+from . import banded, tiny_fused
 from .architecture import KLAutoencoderArchitecture, TinyAutoencoderArchitecture
 
 
@@ -57,7 +57,12 @@ class KLMattingAutoencoder(_MatteDecoding, AutoencoderKL):
 
 
 class TinyMattingAutoencoder(_MatteDecoding, AutoencoderTiny):
-    """TAESD (keys ``encoder.layers.``, ``decoder.layers.``)."""
+    """TAESD (keys ``encoder.layers.``, ``decoder.layers.``).
+
+    ``encode_scaled`` / ``decode_rgb`` compute what the stock ``EncoderTiny`` / ``DecoderTiny``
+    forwards compute, with ReLUs and residual adds fused into the convolutions (``tiny_fused``:
+    bit-identical on the CPU, the stock modules elsewhere).
+    """
 
     @classmethod
     def from_architecture(cls, arch: TinyAutoencoderArchitecture) -> "TinyMattingAutoencoder":
@@ -74,10 +79,15 @@ class TinyMattingAutoencoder(_MatteDecoding, AutoencoderTiny):
 
     def encode_scaled(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1], given to TAESD as is (as the authors do) -> (B, 4, H/8, W/8)."""
-        return self.encoder(pixels) * self.config.scaling_factor
+        # EncoderTiny.forward: TAESD maps [-1, 1] to [0, 1] once more
+        encoded = tiny_fused.run_layers(self.encoder.layers, pixels.add(1).div(2))
+        return encoded * self.config.scaling_factor
 
     def decode_rgb(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.decoder(latent / self.config.scaling_factor)
+        # DecoderTiny.forward: a soft clamp, the layers, then [0, 1] -> [-1, 1]
+        x = latent / self.config.scaling_factor
+        x = torch.tanh(x / 3) * 3
+        return tiny_fused.run_layers(self.decoder.layers, x).mul(2).sub(1)
 
 
 def build_autoencoder(arch):

@@ -13,7 +13,7 @@ from .architecture import NUM_POINT_COORDS, MattingArchitecture
 from .attention import MaterializedAttnProcessor, PromptBiasAttnProcessor, prompt_attention_bias
 from .autoencoder import build_autoencoder
 from .banded import BAND_ELEMENTS
-from .latent_cache import LatentCache
+from ..encoding_cache import EncodingCache
 from .text import CaptionEmbedder
 from .unet import MattingUNet
 
@@ -29,7 +29,7 @@ class MattingModel(nn.Module):
     Submodules ``unet`` and ``vae`` carry the checkpoint's ``unet.``/``vae.`` tensors. The caption
     embedder (``text_encoder.`` tensors) is kept beside the module, on the CPU: moving the model
     to the compute device moves only what inference runs there. ``latent_cache`` keeps the
-    encodings of recently seen pixels (see ``latent_cache``); it empties when the model moves.
+    encodings of recently seen pixels (see ``models/encoding_cache.py``); it empties when the model moves.
     """
 
     def __init__(self, arch: MattingArchitecture, captions: CaptionEmbedder | None = None):
@@ -49,7 +49,7 @@ class MattingModel(nn.Module):
         for block in (*self.unet.down_blocks, self.unet.mid_block, *self.unet.up_blocks):
             if block is not None:
                 block.register_forward_hook(_release_block_weights)
-        self.latent_cache = LatentCache()
+        self.latent_cache = EncodingCache()
         self.register_load_state_dict_post_hook(lambda module, keys: module.latent_cache.clear())
 
     def _apply(self, fn, recurse=True):

@@ -1,10 +1,12 @@
 """Encoder results kept for pixels seen again: a new prompt on the same image skips its encoding.
 
 Interactive matting asks the same image again and again with new clicks, and one image with
-several prompts is one model call per prompt. Each call would otherwise run the autoencoder's
-encoder on the same image, about a fifth of a pass at 1024² (and the same prompt map on a new
-image is encoded only once too). Entries are keyed by the exact bytes of one sample, so a hit
-returns what encoding those pixels gives; results stay the same to the last bit.
+several prompts is one model call per prompt. Each call would otherwise encode the same image
+again: SDMatte's autoencoder (about a fifth of a pass at 1024², and the same prompt map on a new
+image is encoded only once too), Segment Anything's image encoder in MAM (most of its pass).
+Entries are keyed by the exact bytes of one sample, so a hit returns what encoding those pixels
+gives; results stay the same to the last bit. The owning model empties its store when its
+weights, device or dtype change.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from typing import Callable
 
 import torch
 
-# Latents of SD2's autoencoder are (4, H/8, W/8): 256 KB for a 1024² sample in float32.
+# Latents of SD2's autoencoder are (4, H/8, W/8): 256 KB for a 1024² sample in float32; SAM's
+# image embedding is (256, 64, 64): 4 MB.
 DEFAULT_CAPACITY = 8
 
 
-class LatentCache:
+class EncodingCache:
     """Least-recently-used store of per-sample encoder outputs."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY):
