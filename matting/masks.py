@@ -73,7 +73,8 @@ def combine_masks(masks: torch.Tensor, mode: str, threshold: float = 0.5, what: 
         several = f"all {n} {what}s are" if n > 1 else f"the {what} is"
         raise PromptError(
             f"{several} empty: no pixel is above the threshold {threshold:g} (largest value "
-            f"{float(masks.max()):.3g}); {UPSTREAM_HINT}"
+            f"{float(masks.max()):.3g}); draw the subject in the mask or lower the threshold, or, if a "
+            f"detector made it, {UPSTREAM_HINT}"
         )
     if mode == "union":
         return masks.amax(dim=0, keepdim=True)

@@ -22,8 +22,9 @@ PROMPT_TOOLTIP = ("Prompt(s) for 'Matting'. One prompt is used for every image; 
 
 
 def combine_input() -> io.Combo.Input:
+    # optional: API-format prompts saved before it existed carry no value for it (they get union)
     return io.Combo.Input(
-        "combine", options=list(COMBINE_MODES), default="union",
+        "combine", options=list(COMBINE_MODES), default="union", optional=True,
         tooltip=("Several masks for one image (SAM packs give one per detected object): 'union' joins them into "
                  "one prompt (one matte); 'largest' keeps only the biggest; 'each' makes one prompt per mask "
                  "(one matte per mask, or mask i for image i of a batch of frames)."))

@@ -324,7 +324,7 @@ def test_a_ray_run_with_an_actor_killed_writes_the_files_of_the_local_run(cli, r
 
 @pytest.mark.slow
 def test_the_benchmark_runner_predicts_the_same_on_ray(pack, ray_cluster, golden_dir, tmp_path):
-    benchmark = importlib.import_module(f"{pack.__name__}.matting.benchmark")
+    benchmark = importlib.import_module(f"{pack.__name__}.batch.benchmark")
     images, gt = tmp_path / "images", tmp_path / "gt"
     _write_images(images, 4, seed=5)
     gt.mkdir()

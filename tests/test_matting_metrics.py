@@ -1,5 +1,6 @@
 """Matte metrics (matting/metrics.py), the evaluation command line (matting/evaluate.py) and the
-benchmark runner (matting/benchmark.py), without ComfyUI.
+benchmark runner (the prompt rules in matting/benchmark.py, the command in batch/benchmark.py), without
+ComfyUI.
 
 The golden values in tests/golden/metrics/cases.npz were computed by running the SDMatte authors'
 own functions (utils/evaluate.py, the per-image steps of evaluation.py, the test transforms of
@@ -282,7 +283,7 @@ def _run(pack, module, *args, timeout=600):
     holder = str(Path(pack.__file__).parent.parent)  # the folder that holds the pack
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run(
-        [sys.executable, "-m", f"{pack.__name__}.matting.{module}", *map(str, args)],
+        [sys.executable, "-m", f"{pack.__name__}.{module}", *map(str, args)],
         cwd=holder, capture_output=True, text=True, timeout=timeout, env=env,
     )
 
@@ -292,7 +293,7 @@ def test_evaluate_command_prints_the_authors_lines_and_writes_csv(pack, M, mini_
 
     evaluate = importlib.import_module(f"{pack.__name__}.matting.evaluate")
     out_csv = mini_set / "out" / "metrics.csv"
-    done = _run(pack, "evaluate", mini_set / "pred", mini_set / "gt", "--csv", out_csv)
+    done = _run(pack, "matting.evaluate", mini_set / "pred", mini_set / "gt", "--csv", out_csv)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == ["im0", "im1", "im2", "mean of 3"]
@@ -359,6 +360,14 @@ def B(pack):
     return importlib.import_module(f"{pack.__name__}.matting.benchmark")
 
 
+@pytest.fixture(scope="module")
+def command(pack):
+    """The benchmark command (batch/benchmark.py), on the batch command's machinery."""
+    import importlib
+
+    return importlib.import_module(f"{pack.__name__}.batch.benchmark")
+
+
 @pytest.mark.parametrize("case", range(6))
 def test_prompts_are_derived_as_the_authors_test_transforms(B, golden, case):
     k = f"prompt{case}"
@@ -394,7 +403,7 @@ def test_benchmark_runs_measures_and_resumes(pack, golden_dir, mini_set):
     out = mini_set / "bench"
     args = ["--model", ckpt, "--images", mini_set / "images", "--gt", mini_set / "gt", "--prompt", "box",
             "--out", out, "--resolution", 128, "--device", "cpu"]
-    first = _run(pack, "benchmark", *args)
+    first = _run(pack, "batch.benchmark", *args)
     assert first.returncode == 0, first.stderr
     assert "3 images: 0 predictions already in" in first.stderr
     preds = sorted(out.glob("*.png"))
@@ -407,12 +416,12 @@ def test_benchmark_runs_measures_and_resumes(pack, golden_dir, mini_set):
     with open(out / "metrics.csv") as f:
         assert [r["name"] for r in csv.DictReader(f)] == ["im0", "im1", "im2", "mean"]
     # the numbers are those of the evaluation command on the written predictions
-    again = _run(pack, "evaluate", out, mini_set / "gt", "--quiet")
+    again = _run(pack, "matting.evaluate", out, mini_set / "gt", "--quiet")
     assert again.stdout == first.stdout
 
     # resume: nothing is predicted again, files untouched, same table
     mtimes = {p.name: p.stat().st_mtime_ns for p in preds}
-    second = _run(pack, "benchmark", *args)
+    second = _run(pack, "batch.benchmark", *args)
     assert second.returncode == 0, second.stderr
     assert "3 predictions already in" in second.stderr and "0 to predict" in second.stderr
     assert "loaded" not in second.stderr  # the model is not even loaded
@@ -422,14 +431,14 @@ def test_benchmark_runs_measures_and_resumes(pack, golden_dir, mini_set):
     # an interrupted run: one prediction missing, one cut short; only those two are redone
     (out / "im1.png").unlink()
     (out / "im2.png").write_bytes((out / "im0.png").read_bytes()[:40])
-    third = _run(pack, "benchmark", *args)
+    third = _run(pack, "batch.benchmark", *args)
     assert third.returncode == 0, third.stderr
     assert "1 predictions already in" in third.stderr and "2 to predict" in third.stderr
     assert (out / "im0.png").stat().st_mtime_ns == mtimes["im0.png"]
     assert third.stdout == first.stdout  # the same model, prompts and seed give the same predictions
 
     # other settings into the same folder are refused, not mixed
-    other = _run(pack, "benchmark", *[a if a != "box" else "mask" for a in args])
+    other = _run(pack, "batch.benchmark", *[a if a != "box" else "mask" for a in args])
     assert other.returncode == 2
     assert "other settings" in other.stderr and "prompt: 'box' -> 'mask'" in other.stderr
 
@@ -437,9 +446,9 @@ def test_benchmark_runs_measures_and_resumes(pack, golden_dir, mini_set):
 @pytest.mark.golden
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["point", "trimap", "mask", "auto"])
-def test_benchmark_other_prompt_kinds(B, golden_dir, mini_set, kind, capsys):
+def test_benchmark_other_prompt_kinds(command, golden_dir, mini_set, kind, capsys):
     ckpt = golden_dir / "sdmatte_tiny" / "model.safetensors"
-    code, out, err = _main(B, capsys, "--model", ckpt, "--images", mini_set / "images", "--gt", mini_set / "gt",
+    code, out, err = _main(command, capsys, "--model", ckpt, "--images", mini_set / "images", "--gt", mini_set / "gt",
                            "--prompt", kind, "--out", mini_set / "bench", "--resolution", 64, "--device", "cpu",
                            "--quiet")
     assert code == 0, err
@@ -448,21 +457,21 @@ def test_benchmark_other_prompt_kinds(B, golden_dir, mini_set, kind, capsys):
 
 
 @pytest.mark.golden
-def test_benchmark_refuses_a_set_it_cannot_prompt(B, golden_dir, mini_set, capsys):
+def test_benchmark_refuses_a_set_it_cannot_prompt(command, golden_dir, mini_set, capsys):
     """Points need 10 pixels above 0.8: an almost empty ground truth stops the run before the model loads."""
     _write_grey(mini_set / "gt" / "im2.png", np.zeros((64, 64)))
     ckpt = golden_dir / "sdmatte_tiny" / "model.safetensors"
-    code, _, err = _main(B, capsys, "--model", ckpt, "--images", mini_set / "images", "--gt", mini_set / "gt",
+    code, _, err = _main(command, capsys, "--model", ckpt, "--images", mini_set / "images", "--gt", mini_set / "gt",
                          "--prompt", "point", "--out", mini_set / "bench", "--resolution", 64, "--device", "cpu")
     assert code == 2
     assert "im2: only 0 pixels" in err and "needs 10" in err
     assert "loaded" not in err and not list((mini_set / "bench").glob("*.png"))
 
 
-def test_benchmark_checks_its_arguments(B, mini_set, capsys):
-    code, _, err = _main(B, capsys, "--model", mini_set / "nope.safetensors", "--images", mini_set / "images",
+def test_benchmark_checks_its_arguments(command, mini_set, capsys):
+    code, _, err = _main(command, capsys, "--model", mini_set / "nope.safetensors", "--images", mini_set / "images",
                          "--gt", mini_set / "gt", "--prompt", "box")
     assert code == 2 and "does not exist" in err
-    code, _, err = _main(B, capsys, "--model", mini_set / "gt" / "im0.png", "--images", mini_set / "images",
+    code, _, err = _main(command, capsys, "--model", mini_set / "gt" / "im0.png", "--images", mini_set / "images",
                          "--gt", mini_set / "gt", "--prompt", "box", "--resolution", 100)
     assert code == 2 and "multiple of 64" in err

@@ -154,7 +154,7 @@ def test_partial_low_vram_load_gives_the_same_alpha(c, mod, model, image):
     """--lowvram / --novram: ComfyUI loads only part of the weights and streams the rest. Our
     layers carry comfy.ops casting, so a partial load computes the same alpha."""
     (prompt,) = c.outputs("PromptMatteBox", x1=30, y1=20, x2=100, y2=120)
-    full = apply(c, model, image, prompt)
+    full = apply(c, model, image, prompt, detail="off")  # as the bare pipeline below
     model.detach()
     model.load(torch.device("cpu"), lowvram_model_memory=64 * 1024)
     try:

@@ -148,7 +148,8 @@ def bad_cases(uploads):
     g.update(_solid_masks(1, 0.0))
     cases["empty mask"] = (g, ["empty", "draw the subject"])
 
-    g = graph(plain, {"class_type": "PromptMatteMask", "inputs": {"mask": ["23", 0], "threshold": 0.5}}, prefix="bad")
+    g = graph(plain, {"class_type": "PromptMatteMask", "inputs": {"mask": ["23", 0], "threshold": 0.5, "combine": "each"}},
+              prefix="bad")
     g.update(_solid_masks(3, 1.0))
     g["1"] = {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 128, "batch_size": 2, "color": 0}}
     cases["batch mismatch"] = (g, ["batch mismatch", "2 images and 3 prompts"])
