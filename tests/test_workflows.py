@@ -341,7 +341,6 @@ def _input_spec(info: dict, name: str):
 def test_workflow_node_types_exist_on_the_real_server(name, object_info):
     wf = load(name)
     text = note_text(wf)
-    nodes = {n["id"]: n for n in wf["nodes"]}
     for n in wf["nodes"]:
         t = n["type"]
         if t in FRONTEND_ONLY:
