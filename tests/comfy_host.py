@@ -388,6 +388,14 @@ class ComfyClient:
                             if t == "execution_interrupted":
                                 raise ExecutionInterrupted(f"prompt {prompt_id} interrupted")
                         raise ExecutionFailed({"exception_message": json.dumps(status)})
+                    # The history can say "completed" before the websocket thread has delivered
+                    # the run's messages: give them a moment, so executed_nodes is complete.
+                    settle = time.monotonic() + 5.0
+                    while not done_ws and time.monotonic() < settle:
+                        with self._cond:
+                            self._cond.wait(0.1)
+                        done_ws = any(t == "execution_success" or (t == "executing" and d.get("node") is None)
+                                      for t, d in self.events(prompt_id))
                     return PromptResult(prompt_id, entry, self.events(prompt_id))
                 next_poll = now + 0.5
             if now >= deadline:
