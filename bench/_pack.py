@@ -22,6 +22,18 @@ def import_engine():
     return module
 
 
+def import_pack(name: str = "PromptMatte"):
+    """Import the whole pack (``matting``, ``models``...) as package ``name`` from this checkout,
+    whatever its folder is called; registered in ``sys.modules``, with no ``sys.path`` edit."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_child(script: str, *args) -> dict:
     """Run ``script`` again in a fresh process (so peaks do not mix) and return the JSON object it
     prints last; its error output ends the benchmark when it fails."""

@@ -1,7 +1,7 @@
 """Benchmark: full-resolution mattes (issue 23): detail error of the upsampling paths, and every
 family's peak memory and time on large photos.
 
-    .venv/bin/python bench/bench_detail.py [--sizes 2048x1536,4000x3000,6000x4000] [--skip-families]
+    PYTHONPATH=tests .venv/bin/python bench/bench_detail.py [--sizes 2048x1536,4000x3000,6000x4000] [--skip-families]
                                            [--skip-error] [--golden DIR]
 
 Two tables, from one run:
@@ -38,6 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _pack  # noqa: E402  (bench/ is the script's folder)
+
 REPO = Path(__file__).resolve().parent.parent
 TESTS = REPO / "tests"
 FAMILIES = ("sdmatte", "litesdmatte", "mam", "semat", "sim", "aim")
@@ -45,13 +47,8 @@ PACK = "PromptMatte"
 
 
 def import_pack():
-    """The pack as package ``PromptMatte`` (a temporary folder with a link to this checkout)."""
-    if PACK in sys.modules:
-        return sys.modules[PACK]
-    holder = Path(tempfile.mkdtemp(prefix="pm-bench-"))
-    (holder / PACK).symlink_to(REPO, target_is_directory=True)
-    sys.path.insert(0, str(holder))
-    return importlib.import_module(PACK)
+    """The pack as package ``PromptMatte`` (bench/_pack.py)."""
+    return _pack.import_pack(PACK)
 
 
 def cases_module():
@@ -196,7 +193,9 @@ def error_table(sizes) -> list[dict]:
 
 def tiny_files(folder: Path, golden: Path) -> dict[str, Path]:
     """family -> its tiny checkpoint (companions beside it, where the loader looks)."""
-    sys.path.insert(0, str(TESTS))  # the golden writers import each other by name
+    # the golden writers import each other by name: the command puts tests/ on PYTHONPATH
+    if importlib.util.find_spec("tiny_families") is None:
+        raise SystemExit(f"the family benchmarks need the test helpers: run with PYTHONPATH={TESTS} (or --skip-families)")
     tiny_families = importlib.import_module("tiny_families")
     models = folder / "models"
     names = tiny_families.install(models)
