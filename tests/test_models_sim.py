@@ -155,6 +155,32 @@ def test_windows_follow_the_authors_slices(sim):
     assert semantic.window_ranges(416, 320) == [(0, 320), (96, 416)]
 
 
+def test_windows_run_together_give_each_window_its_own_maps_bit_for_bit(sim, model):
+    """Windows batched into one classifier call (the speed-up) give exactly the sum the authors'
+    one-window-at-a-time loop gives, and no batch holds more than one 800-pixel window's pixels."""
+    semantic = importlib.import_module(f"{sim.__name__}.semantic")
+    height, width = 672, 704
+    generator = torch.Generator().manual_seed(3)
+    image = torch.randn(1, 3, height, width, generator=generator)
+    trimap = torch.full((1, 1, height, width), 128.0)
+    trimap[..., :200, :] = 0  # some windows hold no unknown pixel and are skipped
+    with torch.inference_mode():
+        batched = semantic.semantic_trimap(model.classifier, image, trimap)
+        classifier_input = torch.cat([image, trimap / 255.0], dim=1)
+        total, coverage = torch.zeros(1, 20, height, width), torch.zeros(1, 1, height, width)
+        for window in semantic.WINDOWS:
+            for top, bottom in semantic.window_ranges(height, window):
+                for left, right in semantic.window_ranges(width, window):
+                    if (trimap[..., top:bottom, left:right] == 128).any():
+                        total[..., top:bottom, left:right] += model.classifier(classifier_input[..., top:bottom, left:right])
+                        coverage[..., top:bottom, left:right] += 1
+    averaged = total / coverage.clamp_min(1)
+    one_by_one = (averaged - averaged.min()) / (averaged.max() - averaged.min()) * (trimap == 128)
+    assert torch.equal(batched, one_by_one)
+    windows = [(0, 320, 0, 320)] * 9 + [(0, 800, 0, 800)] * 2
+    assert [len(group) for group in semantic._batches(windows)] == [6, 3, 1, 1]
+
+
 def test_trimap_levels_map_to_the_authors_units(sim):
     inputs = importlib.import_module(f"{sim.__name__}.inputs")
     ours = torch.tensor([0.0, 0.1, 0.5, 0.6, 1.0, 0.9]).view(1, 1, 1, 6)
