@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..conv_fusion import conv_bn
+
 EXPANSION = 4
 
 
@@ -25,7 +27,6 @@ class Bottleneck(nn.Module):
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, out_channels, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_channels)
-        self.relu = nn.ReLU(inplace=True)
         self.downsample = (
             nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels))
             if project_shortcut
@@ -33,11 +34,15 @@ class Bottleneck(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out.add_(shortcut))
+        # Each batch norm folded into its convolution, ReLU and the residual add done inside it
+        # where oneDNN computes the convolution (models/conv_fusion.py); the stock modules elsewhere.
+        if self.downsample is None:
+            shortcut = x
+        else:
+            shortcut = conv_bn(self.downsample[0], self.downsample[1], x, relu=False)
+        out = conv_bn(self.conv1, self.bn1, x)
+        out = conv_bn(self.conv2, self.bn2, out)
+        return conv_bn(self.conv3, self.bn3, out, residual=shortcut)
 
 
 def residual_stage(in_channels: int, planes: int, blocks: int, stride: int = 1, first_dilation: int = 1, dilation: int = 1) -> nn.Sequential:

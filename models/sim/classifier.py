@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..conv_fusion import conv_bn
 from .bottleneck import residual_stage
 from .config import SIMClassifierConfig
 
@@ -22,7 +23,6 @@ class SIMClassifier(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(config.input_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         b1, b2, b3, b4 = config.blocks
         self.layer1 = residual_stage(64, 64, b1)
@@ -32,7 +32,7 @@ class SIMClassifier(nn.Module):
         self.fc = nn.Linear(2048, config.num_classes)  # only its weight is used (no bias in the maps)
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(patch))))
+        x = self.maxpool(conv_bn(self.conv1, self.bn1, patch))
         features = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         maps = torch.einsum("dc,nchw->ndhw", self.fc.weight, features)
         return F.interpolate(maps, size=patch.shape[-2:], mode="bilinear", align_corners=False)

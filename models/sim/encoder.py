@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..conv_fusion import conv_bn
 from .bottleneck import residual_stage
 from .config import SIMMattingConfig
 
@@ -43,8 +44,8 @@ class SIMEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, semantic_map: torch.Tensor) -> list[torch.Tensor]:
         x = self.relu(self.bn1(self.conv1(x) + self.conv1_side(semantic_map)))
-        x = self.relu(self.bn2(self.conv2(x)))
-        stem = self.relu(self.bn3(self.conv3(x)))
+        x = conv_bn(self.conv2, self.bn2, x)
+        stem = conv_bn(self.conv3, self.bn3, x)
         layer1 = self.layer1(self.maxpool(stem))
         layer4 = self.layer4(self.layer3(self.layer2(layer1)))
         return [stem, layer1, layer4]
