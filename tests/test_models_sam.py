@@ -186,6 +186,27 @@ def test_batched_encoder_and_global_features(sam, model, cases):
         assert max_abs(features[:, ::4, ::4], cases[f"batch_global_block{index}_sub4"]) < TOLERANCE
 
 
+def test_inference_sums_in_place_give_the_same_bits_and_leave_the_input_alone(model):
+    """Under inference the blocks add their residuals in place (no new 64x64 map per sum): the same
+    values as the autograd path, and neither the tokens passed in nor earlier features change."""
+    tokens = torch.randn(1, 64, 64, model.config.embed_dim, generator=torch.Generator().manual_seed(7))
+    before = tokens.clone()
+    block = model.image_encoder.blocks[model.config.global_attn_indexes[0]]
+    with torch.inference_mode():
+        in_place = block(tokens)
+    # Grad mode on (the out-of-place sums), nothing to track: attention picks the same kernel.
+    wanted = [parameter.requires_grad for parameter in block.parameters()]
+    block.requires_grad_(False)
+    try:
+        with torch.enable_grad():
+            out_of_place = block(tokens)
+    finally:
+        for parameter, flag in zip(block.parameters(), wanted):
+            parameter.requires_grad_(flag)
+    assert torch.equal(tokens, before)
+    assert torch.equal(in_place, out_of_place)
+
+
 @pytest.fixture(scope="module")
 def small_embedding(model):
     padded, input_size = model.preprocess(image_tensor("small"))

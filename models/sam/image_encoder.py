@@ -94,8 +94,13 @@ class Attention(nn.Module):
             rel_h = relative_position_table(self.rel_pos_h, h)  # (h, h', D)
             rel_w = relative_position_table(self.rel_pos_w, w)  # (w, w', D)
         out = torch.empty_like(q)
-        for start in range(0, h * w, ATTENTION_QUERY_CHUNK):
-            stop = min(start + ATTENTION_QUERY_CHUNK, h * w)
+        chunk = min(ATTENTION_QUERY_CHUNK, h * w)
+        # Inference: one bias buffer for every chunk; a fresh 200 MB map per chunk (ViT-B's global
+        # blocks) costs more in page faults than the add that fills it.
+        reuse = self.use_rel_pos and not torch.is_grad_enabled()
+        bias_buffer = q.new_empty(n, self.num_heads, chunk, h, w) if reuse else None
+        for start in range(0, h * w, chunk):
+            stop = min(start + chunk, h * w)
             q_rows = q[:, :, start:stop]
             bias = None
             if self.use_rel_pos:
@@ -104,7 +109,11 @@ class Attention(nn.Module):
                 # (N, heads, rows, h') and (N, heads, rows, w'): the two axes' terms per query row.
                 term_h = torch.einsum("bnrc,rkc->bnrk", q_grid, rel_h[rows // w])
                 term_w = torch.einsum("bnrc,rkc->bnrk", q_grid, rel_w[rows % w])
-                bias = (term_h[..., :, None] + term_w[..., None, :]).reshape(n, self.num_heads, stop - start, h * w)
+                if reuse:
+                    bias = torch.add(term_h[..., :, None], term_w[..., None, :], out=bias_buffer[:, :, : stop - start])
+                else:
+                    bias = term_h[..., :, None] + term_w[..., None, :]
+                bias = bias.reshape(n, self.num_heads, stop - start, h * w)
             out[:, :, start:stop] = F.scaled_dot_product_attention(q_rows, k, v, attn_mask=bias)
         out = out.transpose(1, 2).reshape(n, h, w, -1)
         return self.proj(out)
@@ -160,8 +169,12 @@ class Block(nn.Module):
             x = window_unpartition(self.attn(x), self.window_size, padded, size)
         else:
             x = self.attn(x)
-        x = shortcut + x
-        return x + self.mlp(self.norm2(x))
+        if torch.is_grad_enabled():
+            x = shortcut + x
+            return x + self.mlp(self.norm2(x))
+        # Inference: each sum written over the fresh branch output (the same sums, no new map).
+        x = x.add_(shortcut)
+        return self.mlp(self.norm2(x)).add_(x)
 
 
 class SamImageEncoder(nn.Module):
