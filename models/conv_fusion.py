@@ -120,3 +120,11 @@ def conv_bn(
     if relu:
         return _pointwise()(x, weight, bias, *_geometry(conv), "relu", [], "")
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def blocked_conv(conv: nn.Conv2d, x: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """``conv(x)`` (then a ReLU) on a map in oneDNN's blocked layout (``x.to_mkldnn()``), giving one.
+
+    Only for a layer ``fusable`` accepts: the same oneDNN kernel torch's ``conv2d`` runs between its
+    own reorders, so the values are the same bits."""
+    return _pointwise()(x, conv.weight, conv.bias, *_geometry(conv), "relu" if relu else "none", [], "")

@@ -29,3 +29,5 @@ def test_fused_taesd_equals_the_stock_modules_bit_for_bit(vae, size):
         assert torch.equal(decoded, vae.decoder(latent / vae.config.scaling_factor))
     fused = [e for e in profiled.key_averages() if "convolution_pointwise" in e.key]
     assert fused and sum(e.count for e in fused) >= 4, "no fused convolution ran"
+    reorders = [e for e in profiled.key_averages() if e.key in ("aten::to_mkldnn", "aten::to_dense")]
+    assert reorders, "no run of layers stayed in oneDNN's blocked layout"
