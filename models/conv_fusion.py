@@ -104,13 +104,24 @@ def _folded(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.
 def conv_bn(
     conv: nn.Conv2d, norm: nn.BatchNorm2d, x: torch.Tensor, relu: bool = True, residual: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``norm(conv(x))``, then ``+ residual`` if given, then a ReLU if ``relu``: one pass, batch norm folded."""
+    """``norm(conv(x))``, then ``+ residual`` if given, then a ReLU if ``relu``: one pass, batch norm folded.
+
+    ``x`` (and ``residual``) may be in oneDNN's blocked layout (``to_mkldnn``); the result is then
+    blocked too, the residual added and the ReLU applied in place after the convolution (oneDNN's
+    add post-op does not take a blocked operand)."""
     if not _foldable(conv, norm, x):
+        x, residual = to_dense(x), None if residual is None else to_dense(residual)
         out = norm(conv(x))
         if residual is not None:
             out = out + residual
         return torch.relu(out) if relu else out
     weight, bias = _folded(conv, norm)
+    if x.is_mkldnn:
+        out = _pointwise()(x, weight, bias, *_geometry(conv), "relu" if relu and residual is None else "none", [], "")
+        if residual is None:
+            return out
+        out = out.add_(residual if residual.is_mkldnn else residual.contiguous().to_mkldnn())
+        return torch.relu_(out) if relu else out
     x = x.contiguous()
     if residual is not None:
         out = _pointwise().binary(
@@ -128,3 +139,13 @@ def blocked_conv(conv: nn.Conv2d, x: torch.Tensor, relu: bool = False) -> torch.
     Only for a layer ``fusable`` accepts: the same oneDNN kernel torch's ``conv2d`` runs between its
     own reorders, so the values are the same bits."""
     return _pointwise()(x, conv.weight, conv.bias, *_geometry(conv), "relu" if relu else "none", [], "")
+
+
+def to_blocked(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in oneDNN's blocked layout (a no-op if it is)."""
+    return x if x.is_mkldnn else x.contiguous().to_mkldnn()
+
+
+def to_dense(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a plain strided tensor (a no-op if it is)."""
+    return x.to_dense() if x.is_mkldnn else x

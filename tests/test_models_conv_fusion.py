@@ -59,6 +59,21 @@ def test_folded_is_as_close_to_float64_as_the_stock_modules(fusion, relu, with_r
         assert float(folded.min()) == 0.0
 
 
+@pytest.mark.parametrize("kernel, relu, with_residual", [(1, True, False), (3, True, True), (1, False, True)])
+def test_a_blocked_map_gives_the_plain_result(fusion, kernel, relu, with_residual):
+    """Maps kept in oneDNN's blocked layout between convolutions (SIM's stages): the same values
+    as the plain path (the same kernel, without the reorders around it), returned blocked."""
+    conv, norm = _layers(6, in_channels=48, kernel=kernel)
+    x = torch.randn(2, 48, 33, 35, generator=torch.Generator().manual_seed(8))
+    residual = torch.randn(2, 48, 33, 35, generator=torch.Generator().manual_seed(9)) if with_residual else None
+    with torch.inference_mode():
+        plain = fusion.conv_bn(conv, norm, x, relu=relu, residual=residual)
+        blocked = fusion.conv_bn(conv, norm, fusion.to_blocked(x), relu=relu,
+                                 residual=None if residual is None else fusion.to_blocked(residual))
+    assert blocked.is_mkldnn
+    assert torch.equal(fusion.to_dense(blocked), plain)
+
+
 def test_the_stock_modules_run_where_nothing_is_folded(fusion):
     conv, norm = _layers(4)
     x = torch.randn(1, 32, 24, 24, generator=torch.Generator().manual_seed(5))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import conv_fusion
 from ..conv_fusion import conv_bn
 
 EXPANSION = 4
@@ -36,6 +37,10 @@ class Bottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Each batch norm folded into its convolution, ReLU and the residual add done inside it
         # where oneDNN computes the convolution (models/conv_fusion.py); the stock modules elsewhere.
+        # Between the convolutions of a stage the maps stay in oneDNN's blocked layout (no reorder
+        # of each map before and after each convolution); the stage returns a plain tensor.
+        if conv_fusion.fusable(self.conv1, x):
+            x = conv_fusion.to_blocked(x)
         if self.downsample is None:
             shortcut = x
         else:
@@ -54,4 +59,11 @@ def residual_stage(in_channels: int, planes: int, blocks: int, stride: int = 1, 
     out_channels = planes * EXPANSION
     layers = [Bottleneck(in_channels, planes, stride, first_dilation, project_shortcut=stride != 1 or in_channels != out_channels)]
     layers += [Bottleneck(out_channels, planes, 1, dilation) for _ in range(blocks - 1)]
-    return nn.Sequential(*layers)
+    return ResidualStage(*layers)
+
+
+class ResidualStage(nn.Sequential):
+    """The bottlenecks of one stage (keys ``<index>.conv1...``, as a Sequential), returning a plain tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_fusion.to_dense(super().forward(x))
