@@ -15,8 +15,9 @@ weights, not the maps), so nothing is cached that could go stale when weights mo
 
 Fusion happens only where torch's own ``conv2d`` would run oneDNN's float32 kernel (the rule of
 ``at::native::use_mkldnn``: a batch of more than one, more than 20480 input elements, or a kernel
-larger than 3x3) and, for a batch norm, in eval mode with running statistics; elsewhere (other
-devices and dtypes, training, ComfyUI's cast-weight modules) the stock modules run.
+larger than 3x3), with autograd off (the families run under ``torch.inference_mode``) and, for a
+batch norm, in eval mode with running statistics; elsewhere (other devices and dtypes, training,
+ComfyUI's cast-weight modules) the stock modules run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def fusable(conv: nn.Module, x: torch.Tensor) -> bool:
     """True when ``conv(x)`` would run oneDNN's float32 convolution (so a fused post-op is exact)."""
     return (
         isinstance(conv, nn.Conv2d)
+        and not torch.is_grad_enabled()  # the fused and blocked ops have no backward
         # ComfyUI's streamable twin (comfy.ops) computes the stock conv unless it casts or patches weights
         and not getattr(conv, "comfy_cast_weights", False)
         and not getattr(conv, "weight_function", None)

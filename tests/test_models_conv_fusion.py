@@ -83,6 +83,11 @@ def test_the_stock_modules_run_where_nothing_is_folded(fusion):
         conv64, norm64 = (layer.double() for layer in _layers(4))
         as_double = fusion.conv_bn(conv64, norm64, x.double())
         assert torch.equal(as_double, torch.relu(norm64(conv64(x.double()))))
+    with torch.enable_grad():  # autograd on: the stock modules, so a backward pass works
+        tracked = fusion.conv_bn(conv, norm, x)
+        assert torch.equal(tracked, torch.relu(norm(conv(x))))
+        tracked.sum().backward()
+        assert conv.weight.grad is not None
     norm.train()
     trained = fusion.conv_bn(conv, norm, x, relu=False)
     norm.eval()

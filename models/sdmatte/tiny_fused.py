@@ -42,7 +42,7 @@ def _block(block: AutoencoderTinyBlock, x: torch.Tensor) -> torch.Tensor:
     return _conv_add_relu(third, hidden, x)
 
 
-def _runs_blocked(module: nn.Module, following: nn.Module | None, x: torch.Tensor) -> bool:
+def _runs_blocked(module: nn.Module, x: torch.Tensor) -> bool:
     """A square (C -> C) 3x3 layer oneDNN computes: it can take and give oneDNN's blocked layout."""
     conv = module.conv[0] if isinstance(module, AutoencoderTinyBlock) else module
     return (
@@ -80,7 +80,7 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     while i < len(modules):
         module = modules[i]
         following = modules[i + 1] if i + 1 < len(modules) else None
-        if _runs_blocked(module, following, x):
+        if _runs_blocked(module, x):
             x, consumed = _blocked_layer(module, following, x if x.is_mkldnn else x.contiguous().to_mkldnn())
             i += consumed
             continue
