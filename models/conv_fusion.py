@@ -122,7 +122,7 @@ def conv_bn(
         out = _pointwise()(x, weight, bias, *_geometry(conv), "relu" if relu and residual is None else "none", [], "")
         if residual is None:
             return out
-        out = out.add_(residual if residual.is_mkldnn else residual.contiguous().to_mkldnn())
+        out = out.add_(to_blocked(residual))
         return torch.relu_(out) if relu else out
     x = x.contiguous()
     if residual is not None:

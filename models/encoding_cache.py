@@ -60,6 +60,7 @@ class EncodingCache:
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
 
+
 def _key(sample: torch.Tensor) -> tuple:
     """Shape, dtype, device and a BLAKE2b digest of the sample's bytes."""
     data = sample.detach().contiguous().view(torch.uint8).cpu().numpy()

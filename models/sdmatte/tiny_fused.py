@@ -25,6 +25,7 @@ from .. import conv_fusion
 from ..conv_fusion import conv_add_relu as _conv_add_relu
 from ..conv_fusion import conv_relu as _conv_relu
 
+
 def _is_relu_block(block: nn.Module) -> bool:
     layers = list(block.conv)
     return (
@@ -81,10 +82,10 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         module = modules[i]
         following = modules[i + 1] if i + 1 < len(modules) else None
         if _runs_blocked(module, x):
-            x, consumed = _blocked_layer(module, following, x if x.is_mkldnn else x.contiguous().to_mkldnn())
+            x, consumed = _blocked_layer(module, following, conv_fusion.to_blocked(x))
             i += consumed
             continue
-        x = x.to_dense() if x.is_mkldnn else x
+        x = conv_fusion.to_dense(x)
         if isinstance(module, AutoencoderTinyBlock) and _is_relu_block(module):
             x = _block(module, x)
             i += 1
@@ -94,4 +95,4 @@ def run_layers(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         else:
             x = module(x)
             i += 1
-    return x.to_dense() if x.is_mkldnn else x
+    return conv_fusion.to_dense(x)
